@@ -1,0 +1,5 @@
+import sys
+
+from medllm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,149 @@
+"""Recipe configuration: one YAML file per recipe, validated by pydantic.
+
+Every field is documented in the YAML files under ``configs/``; any field can
+be overridden on the command line as ``--section.field value``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medllm.errors import MedllmError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    name: str = "smollm2-135m-instruct"
+    revision: str | None = None
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    cache_dir: Path = Path("~/.cache/medllm")
+
+
+class DataConfig(_Section):
+    dir: Path | None = None
+    hpo_diseases: int = Field(200, ge=0)
+    hpo_min_phenotypes: int = Field(8, ge=3)
+    common_diseases: bool = True
+    cases_per_disease: dict[Literal["train", "validation", "test"], int] = {
+        "train": 3, "validation": 1, "test": 1}
+    seeds: dict[Literal["disease_sample", "train", "validation", "test"], int] = {
+        "disease_sample": 0, "train": 1, "validation": 2, "test": 3}
+    findings: tuple[int, int] = (4, 7)
+    ancestor_prob: float = Field(0.5, ge=0, le=1)
+    extra_findings: tuple[int, int] = (1, 2)
+    lay_synonym_prob: float = Field(0.3, ge=0, le=1)
+    num_candidates: int = Field(8, ge=1)
+    differential_size: int = Field(5, ge=1)
+    preview_rows: int = Field(20, ge=0)
+
+
+class LoraConfig(_Section):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainConfig(_Section):
+    max_steps: int = -1
+    num_train_epochs: float = Field(1.0, gt=0)
+    per_device_train_batch_size: int = Field(4, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_length: int = Field(512, ge=16)
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    logging_steps: int = Field(5, ge=1)
+    save_steps: int = Field(50, ge=1)
+    save_total_limit: int | None = 2
+    eval_steps: int = Field(50, ge=1)
+    eval_max_samples: int | None = Field(64, ge=1)
+    seed: int = 42
+
+
+class EvalConfig(_Section):
+    split: Literal["validation", "test"] = "test"
+    max_cases: int | None = Field(None, ge=1)
+    batch_size: int = Field(16, ge=1)
+    max_new_tokens: int = Field(96, ge=1)
+    conditions: list[Literal["retrieval", "base_rag", "finetuned_rag", "base_closed_book"]] = [
+        "retrieval", "base_rag", "finetuned_rag", "base_closed_book"]
+
+
+class Config(_Section):
+    output_dir: Path = Path("runs/smollm2-135m-lora")
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    lora: LoraConfig = LoraConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @property
+    def data_dir(self) -> Path:
+        """The dataset folder: ``data.dir``, or ``<output_dir>/data``."""
+        return self.data.dir if self.data.dir is not None else self.output_dir / "data"
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise MedllmError(f"override {key!r}: {part!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{origin}: unknown config field '{field}'"
+    return f"{origin}: config field '{field}': {first['msg']} (got {first.get('input')!r})"
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, str] | None = None) -> Config:
+    """Read a YAML recipe, apply ``section.field`` overrides, validate.
+
+    Override values are parsed as YAML scalars, so ``--train.max_steps 10``
+    gives an int and ``--eval.max_cases null`` gives None.
+    """
+    tree: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise MedllmError(f"config file not found: {path}")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise MedllmError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(tree, dict):
+            raise MedllmError(f"{path}: expected a mapping of config sections")
+        origin = str(path)
+    for key, raw in (overrides or {}).items():
+        _set_dotted(tree, key, yaml.safe_load(raw) if isinstance(raw, str) else raw)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise MedllmError(_describe(exc, origin if not overrides else f"{origin} + overrides")) from None
+
+
+def save_config(config: Config, path: Path) -> None:
+    from medllm.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

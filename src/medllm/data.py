@@ -1,0 +1,218 @@
+"""``medllm data``: a chat-format SFT dataset of simulated diagnosis cases.
+
+Each case is a short vignette of a patient with one disease: findings drawn
+by their annotated frequencies, age and sex from the annotations, some
+findings said in lay words, and made noisy the way real presentations are
+(some findings replaced by a less specific term, one or two findings the
+disease does not have). BM25 over the disease profiles supplies candidate
+diagnoses; they are shown shuffled so the model must weigh them rather than
+copy retrieval's order. The target is a ranked differential with a one-line
+rationale.
+
+Splits are simulated with separate seeds; a training vignette that also
+occurs in validation or test is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from pathlib import Path
+
+from medllm.config import Config, DataConfig
+from medllm.errors import MedllmError
+from medllm.io import atomic_directory, atomic_write_json
+from medllm.knowledge import Disease, load_common_diseases, load_hpo_diseases, normalize_name
+from medllm.prompts import build_messages, describe_candidate, format_answer, lower_first
+from medllm.retrieval import DiseaseIndex
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+REQUIRED_FIELDS = ("id", "source", "disease_id", "disease", "vignette", "candidates",
+                   "retrieved", "prompt", "completion")
+
+
+def _age_phrase(years: float, sex: str) -> str:
+    child = years < 16
+    noun = {("male", True): "boy", ("female", True): "girl",
+            ("male", False): "man", ("female", False): "woman"}[(sex, child)]
+    if years < 0.08:
+        return f"A newborn {noun}"
+    if years < 2:
+        return f"A {max(1, round(years * 12))}-month-old {noun}"
+    return f"A {int(years)}-year-old {noun}"
+
+
+def simulate_case(disease: Disease, others: list[Disease], cfg: DataConfig, rng: random.Random) -> dict:
+    """One noisy vignette of ``disease``; ``others`` supply the unrelated findings."""
+    sex = disease.sex or rng.choice(["female", "male"])
+    low, high = disease.onset_years or (0, 70)
+    years = rng.uniform(low, high)
+
+    pool = [f for f in disease.findings if f.sex in (None, sex)]
+    want = min(rng.randint(*cfg.findings), len(pool))
+    chosen = []
+    while len(chosen) < want:  # weighted sampling without replacement
+        weights = [f.frequency for f in pool]
+        pick = rng.choices(range(len(pool)), weights=weights)[0]
+        chosen.append(pool.pop(pick))
+
+    phrases = []
+    for f in chosen:
+        if f.ancestors and rng.random() < cfg.ancestor_prob:
+            phrase = rng.choice(f.ancestors)
+        elif f.lay_names and rng.random() < cfg.lay_synonym_prob:
+            phrase = rng.choice(f.lay_names)
+        else:
+            phrase = f.name
+        phrases.append(lower_first(phrase))
+    true_phrases = list(phrases)
+    own = {f.name for f in disease.findings}
+    for _ in range(rng.randint(*cfg.extra_findings)):
+        other = rng.choice(others)
+        extra = [f.name for f in other.findings if f.name not in own]
+        if extra:
+            phrases.append(lower_first(rng.choice(extra)))
+    rng.shuffle(phrases)
+    listed = ", ".join(phrases[:-1]) + f" and {phrases[-1]}" if len(phrases) > 1 else phrases[0]
+    return {"vignette": f"{_age_phrase(years, sex)} presents with {listed}.",
+            "true_findings": true_phrases}
+
+
+def build_row(case: dict, disease: Disease, index: DiseaseIndex, cfg: DataConfig,
+              rng: random.Random, insert_gold: bool) -> dict:
+    """Retrieve candidates for ``case`` and write the chat prompt and target.
+
+    ``insert_gold`` (training and validation) puts the true disease among the
+    candidates when retrieval missed it; test candidates are retrieval's alone.
+    """
+    hits = [d for d, _ in index.search(case["vignette"], cfg.num_candidates)]
+    retrieved = [d.id for d in hits]
+    shown = list(hits)
+    if insert_gold and disease.id not in retrieved:
+        shown[-1] = disease
+    rng.shuffle(shown)
+    # target: the true disease, then the other shown candidates in retrieval order
+    shown_ids = {d.id for d in shown}
+    others = [d for d in hits if d.id != disease.id and d.id in shown_ids]
+    ranked = [disease.name] + [d.name for d in others][: cfg.differential_size - 1]
+    evidence = case["true_findings"][:3]
+    listed = ", ".join(evidence[:-1]) + f" and {evidence[-1]}" if len(evidence) > 1 else evidence[0]
+    answer = format_answer(ranked, f"{disease.name} best accounts for {listed}.")
+    candidates = [d.name for d in shown]
+    return {
+        "source": disease.source, "disease_id": disease.id, "disease": disease.name,
+        "vignette": case["vignette"], "candidates": candidates, "retrieved": retrieved,
+        "prompt": build_messages(case["vignette"], [describe_candidate(d) for d in shown], cfg.differential_size),
+        "completion": [{"role": "assistant", "content": answer}],
+    }
+
+
+def select_diseases(cfg: DataConfig) -> list[Disease]:
+    """The diseases in scope: a seeded sample of HPO diseases plus the common ones."""
+    common = load_common_diseases() if cfg.common_diseases else []
+    hpo: list[Disease] = []
+    if cfg.hpo_diseases:
+        taken = {normalize_name(d.name) for d in common}
+        pool = [d for d in load_hpo_diseases(cfg.hpo_min_phenotypes) if normalize_name(d.name) not in taken]
+        if len(pool) < cfg.hpo_diseases:
+            raise MedllmError(f"data.hpo_diseases={cfg.hpo_diseases} but only {len(pool)} HPO diseases "
+                              f"have ≥ {cfg.hpo_min_phenotypes} phenotypes")
+        hpo = random.Random(cfg.seeds["disease_sample"]).sample(pool, cfg.hpo_diseases)
+    diseases = hpo + common
+    if not diseases:
+        raise MedllmError("no diseases selected: set data.hpo_diseases > 0 or data.common_diseases: true")
+    return diseases
+
+
+def build_splits(diseases: list[Disease], cfg: DataConfig) -> dict[str, list[dict]]:
+    index = DiseaseIndex(diseases)
+    splits: dict[str, list[dict]] = {}
+    for split in reversed(SPLITS):  # test first, so training can exclude its vignettes
+        rng = random.Random(cfg.seeds[split])
+        rows = []
+        for disease in diseases:
+            for n in range(cfg.cases_per_disease[split]):
+                case = simulate_case(disease, diseases, cfg, rng)
+                row = build_row(case, disease, index, cfg, rng, insert_gold=split != "test")
+                rows.append({"id": f"{split}-{disease.id}-{n}", **row})
+        splits[split] = rows
+    held_out = {r["vignette"] for s in ("validation", "test") for r in splits[s]}
+    splits["validation"] = [r for r in splits["validation"]
+                            if r["vignette"] not in {t["vignette"] for t in splits["test"]}]
+    splits["train"] = [r for r in splits["train"] if r["vignette"] not in held_out]
+    return {s: splits[s] for s in SPLITS}
+
+
+def build_dataset(config: Config) -> dict:
+    """Simulate, split and save the dataset under ``config.data_dir``; return counts."""
+    from datasets import Dataset, DatasetDict
+
+    cfg = config.data
+    diseases = select_diseases(cfg)
+    splits = build_splits(diseases, cfg)
+    counts = {s: dict(Counter(r["source"] for r in rows)) | {"total": len(rows)} for s, rows in splits.items()}
+    with atomic_directory(config.data_dir) as tmp:
+        DatasetDict({s: Dataset.from_list(rows) for s, rows in splits.items()}).save_to_disk(str(tmp / "dataset"))
+        with open(tmp / "diseases.jsonl", "w") as fh:
+            for d in diseases:
+                fh.write(json.dumps(d.to_dict(), ensure_ascii=False) + "\n")
+        with open(tmp / "preview.jsonl", "w") as fh:
+            for row in splits["train"][: cfg.preview_rows]:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        atomic_write_json(tmp / "stats.json", {"counts": counts, "diseases": dict(Counter(d.source for d in diseases)),
+                                                "config": cfg.model_dump(mode="json")})
+    return counts
+
+
+def load_diseases(data_dir: Path) -> list[Disease]:
+    path = Path(data_dir) / "diseases.jsonl"
+    if not path.is_file():
+        raise MedllmError(f"no disease vocabulary at {path}: run `medllm data` first")
+    return [Disease.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _check_row(row: dict, where: str) -> None:
+    missing = [f for f in REQUIRED_FIELDS if f not in row or row[f] in (None, "", [])]
+    if missing:
+        raise MedllmError(f"{where}: missing field '{missing[0]}'")
+
+
+def load_split(data_dir: Path, split: str):
+    """One split as a ``datasets.Dataset``: from ``dataset/`` or ``<split>.jsonl``.
+
+    Every row is checked for the fields training and evaluation need; a bad
+    row is reported with its file and row (line) number.
+    """
+    from datasets import Dataset, load_from_disk
+
+    data_dir = Path(data_dir)
+    jsonl = data_dir / f"{split}.jsonl"
+    if jsonl.is_file():
+        rows = []
+        with open(jsonl) as fh:
+            for line_no, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise MedllmError(f"{jsonl}:{line_no}: invalid JSON ({exc.msg})") from None
+                _check_row(row, f"{jsonl}:{line_no}")
+                rows.append(row)
+        if not rows:
+            raise MedllmError(f"{jsonl}: no rows")
+        return Dataset.from_list(rows)
+    saved = data_dir / "dataset"
+    if not saved.is_dir():
+        raise MedllmError(f"no dataset at {data_dir} (neither dataset/ nor {split}.jsonl): run `medllm data`")
+    dataset = load_from_disk(str(saved))
+    if split not in dataset:
+        raise MedllmError(f"{saved}: no split '{split}' (has {', '.join(dataset)})")
+    dataset = dataset[split]
+    for i, row in enumerate(dataset):
+        _check_row(row, f"{saved}/{split} row {i}")
+    return dataset

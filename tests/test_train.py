@@ -1,0 +1,72 @@
+import json
+
+import pytest
+from transformers import TrainerCallback
+
+from medllm.errors import MedllmError
+from medllm.train import build_trainer, complete_checkpoints, train
+
+
+def test_loss_is_on_the_answer_only(tiny_dataset):
+    trainer = build_trainer(tiny_dataset)
+    example = trainer.train_dataset[0]
+    batch = trainer.data_collator([example])
+    labels = batch["labels"][0]
+    answer_ids = labels[labels != -100]
+    tokenizer = trainer.processing_class
+    answer = tokenizer.decode(answer_ids)
+    expected = load_completion(tiny_dataset, 0)
+    assert answer.startswith(expected)
+    assert answer[len(expected):].strip() in ("<|im_end|>", "")
+    prompt_len = (labels == -100).sum().item()
+    assert prompt_len > 20, "the system and user turns carry no loss"
+    assert "Patient:" in tokenizer.decode(batch["input_ids"][0][:prompt_len])
+
+
+def load_completion(config, index):
+    from medllm.data import load_split
+
+    return load_split(config.data_dir, "train")[index]["completion"][0]["content"]
+
+
+class KillAt(TrainerCallback):
+    """Simulates a killed process: raises once training reaches ``step``."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_a_kill_and_guard_finished_runs(tiny_dataset):
+    config = tiny_dataset
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[KillAt(3)])
+    checkpoints = complete_checkpoints(config.output_dir / "checkpoints")
+    assert [c.name for c in checkpoints] == ["checkpoint-2"]
+    assert not (config.output_dir / "train_summary.json").exists()
+
+    with pytest.raises(MedllmError, match="pass --resume"):
+        train(config)
+    summary = train(config, resume=True)
+    assert summary["global_step"] == 4
+    assert summary["resumed_from"].endswith("checkpoint-2")
+    steps = [e["step"] for e in summary["log_history"] if "loss" in e]
+    assert steps == [1, 2, 3, 4], "steps 1-2 from the checkpoint, 3-4 after resuming"
+    assert (config.output_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert "eval_loss" in (config.output_dir / "logs" / "metrics.csv").read_text().splitlines()[0]
+    assert json.loads((config.output_dir / "train_summary.json").read_text())["eval_loss"] > 0
+
+    with pytest.raises(MedllmError, match="finished run"):
+        train(config)
+    with pytest.raises(MedllmError, match="no complete checkpoint"):
+        train(config.model_copy(update={"output_dir": config.output_dir.parent / "fresh"}), resume=True)
+
+
+def test_incomplete_checkpoint_is_not_resumed_from(tmp_path):
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-4").mkdir()  # killed while saving: no trainer state yet
+    assert [c.name for c in complete_checkpoints(tmp_path)] == ["checkpoint-2"]
