@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,45 @@ def tiny_dataset(tiny_config) -> Config:
 
     build_dataset(tiny_config)
     return tiny_config
+
+
+@pytest.fixture
+def make_client(tiny_dataset, monkeypatch):
+    """A TestClient factory for the API over the tiny model; ``serve`` overrides as keywords."""
+    from fastapi.testclient import TestClient
+
+    from medllm.data import load_diseases
+    from medllm.models import load_model, load_tokenizer
+    from medllm.serve import Engine, create_app
+
+    def make(**serve):
+        config = tiny_dataset.model_copy(update={"serve": tiny_dataset.serve.model_copy(update=serve)})
+        engine = Engine(load_model(config.model), load_tokenizer(config.model), name="tiny", adapter=None,
+                        max_new_tokens=8, timeout_s=30)
+        return TestClient(create_app(engine, load_diseases(config.data_dir), config))
+    monkeypatch.delenv("MEDLLM_API_KEY", raising=False)
+    return make
+
+
+@contextmanager
+def running(app):
+    """A real uvicorn serving ``app`` on 127.0.0.1 (a free port); stopped on exit."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield "http://127.0.0.1:%d" % server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(make_client):
+    """The API over the tiny model on a real uvicorn; yields its base URL."""
+    with running(make_client().app) as url:
+        yield url

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from medllm.evaluate import evaluate, score, wilson_interval
+from medllm.evaluate import evaluate, mcnemar_exact, score, wilson_interval
 from medllm.train import train
 
 
@@ -16,6 +16,14 @@ def test_score_counts_top_k_per_source():
     assert result["hpo"]["top5"]["accuracy"] == 1.0
     assert result["common"]["top5"]["accuracy"] == 0.0
     assert result["all"]["answered"] == 0.75
+
+
+def test_mcnemar_exact_against_hand_computed_values():
+    # 1 vs 9 discordant pairs: two-sided p = 2 * (1 + 10) / 2**10
+    test = mcnemar_exact([True] * 9 + [False] + [True] * 5, [False] * 9 + [True] + [True] * 5)
+    assert (test["only_first"], test["only_second"]) == (9, 1)
+    assert test["p_value"] == pytest.approx(22 / 1024)
+    assert mcnemar_exact([True, False], [True, False])["p_value"] == 1.0
 
 
 def test_wilson_interval_brackets_the_proportion():
@@ -40,6 +48,7 @@ def test_all_conditions_on_a_tiny_model(tiny_dataset):
     out = tiny_dataset.output_dir / "eval"
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["n"] == 8 and saved["conditions"]["base_rag"]["all"]["n"] == 8
+    assert 0 <= saved["finetuned_vs_base_rag"]["top1"]["p_value"] <= 1
     report = (out / "report.md").read_text()
     assert "| finetuned_rag |" in report and "Protocol:" in report
     predictions = (out / "predictions.jsonl").read_text().splitlines()

@@ -3,6 +3,8 @@
     medllm data  [--config FILE] [--section.field VALUE ...]
     medllm train [--config FILE] [--resume | --overwrite] [overrides]
     medllm eval  [--config FILE] [--adapter DIR] [overrides]
+    medllm serve [--config FILE] [--adapter DIR] [overrides]   the API
+    medllm ui    [--api-url URL] [--port N]                     the clinician UI
     medllm demo  [--config FILE] [overrides]     data → train → eval
 
 Every subcommand reads one YAML recipe (default: the embedded SmolLM2
@@ -60,6 +62,20 @@ def run_eval(config: Config, adapter: Path | None = None) -> dict:
     return metrics
 
 
+def run_serve(config: Config, adapter: Path | None = None) -> None:
+    """The clinical decision-support API (FastAPI) on ``serve.host:serve.port``."""
+    from medllm.serve import serve
+
+    serve(config, adapter=adapter)
+
+
+def run_ui(config: Config, api_url: str = "http://127.0.0.1:8000", port: int = 8501) -> None:
+    """The clinician UI (Streamlit), calling the API at ``api_url``."""
+    from medllm.ui import launch
+
+    launch(api_url, port=port, host=config.serve.host)
+
+
 def run_demo(config: Config, overwrite: bool = True) -> dict:
     """The whole main job on one recipe: data → train → eval."""
     run_data(config)
@@ -88,7 +104,8 @@ def parse_overrides(tokens: list[str]) -> dict[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medllm", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func in (("data", run_data), ("train", run_train), ("eval", run_eval), ("demo", run_demo)):
+    for name, func in (("data", run_data), ("train", run_train), ("eval", run_eval), ("serve", run_serve),
+                       ("ui", run_ui), ("demo", run_demo)):
         cmd = sub.add_parser(name, help=func.__doc__.splitlines()[0],
                              epilog="Any config field can be overridden: --section.field VALUE")
         cmd.add_argument("--config", type=Path, default=DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None,
@@ -97,8 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
             group = cmd.add_mutually_exclusive_group()
             group.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
             group.add_argument("--overwrite", action="store_true", help="replace a finished or unfinished run")
-        if name == "eval":
+        if name in ("eval", "serve"):
             cmd.add_argument("--adapter", type=Path, help="LoRA adapter folder (default: <output_dir>/adapter)")
+        if name == "ui":
+            cmd.add_argument("--api-url", default="http://127.0.0.1:8000", help="the medllm API (default: %(default)s)")
+            cmd.add_argument("--port", type=int, default=8501, help="UI port (default: %(default)s)")
     return parser
 
 
@@ -114,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             run_train(config, resume=args.resume, overwrite=args.overwrite)
         elif args.command == "eval":
             run_eval(config, adapter=args.adapter)
+        elif args.command == "serve":
+            run_serve(config, adapter=args.adapter)
+        elif args.command == "ui":
+            run_ui(config, api_url=args.api_url, port=args.port)
         else:
             metrics = run_demo(config)
             print(json.dumps({k: {m: v["all"][m]["accuracy"] for m in ("top1", "top5")}

@@ -6,6 +6,7 @@ be overridden on the command line as ``--section.field value``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,6 +82,24 @@ class EvalConfig(_Section):
         "retrieval", "base_rag", "finetuned_rag", "base_closed_book"]
 
 
+class ServeConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_key_env: str | None = "MEDLLM_API_KEY"
+    max_new_tokens: int = Field(128, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    max_request_bytes: int = Field(65536, ge=1024)
+    max_pending: int = Field(4, ge=1)
+    cors_origins: list[str] = []
+    audit_log: Path | None = None
+
+    def resolve_api_key(self) -> str | None:
+        """The API key from the environment variable ``api_key_env``; None: no key required."""
+        if not self.api_key_env:
+            return None
+        return os.environ.get(self.api_key_env) or None
+
+
 class Config(_Section):
     output_dir: Path = Path("runs/smollm2-135m-lora")
     model: ModelConfig = ModelConfig()
@@ -88,6 +107,7 @@ class Config(_Section):
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    serve: ServeConfig = ServeConfig()
 
     @property
     def data_dir(self) -> Path:

@@ -35,6 +35,11 @@ REQUIRED_FIELDS = ("id", "source", "disease_id", "disease", "vignette", "candida
                    "retrieved", "prompt", "completion")
 
 
+def _join(items: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else items[0]
+
+
 def _age_phrase(years: float, sex: str) -> str:
     child = years < 16
     noun = {("male", True): "boy", ("female", True): "girl",
@@ -77,8 +82,7 @@ def simulate_case(disease: Disease, others: list[Disease], cfg: DataConfig, rng:
         if extra:
             phrases.append(lower_first(rng.choice(extra)))
     rng.shuffle(phrases)
-    listed = ", ".join(phrases[:-1]) + f" and {phrases[-1]}" if len(phrases) > 1 else phrases[0]
-    return {"vignette": f"{_age_phrase(years, sex)} presents with {listed}.",
+    return {"vignette": f"{_age_phrase(years, sex)} presents with {_join(phrases)}.",
             "true_findings": true_phrases}
 
 
@@ -99,9 +103,7 @@ def build_row(case: dict, disease: Disease, index: DiseaseIndex, cfg: DataConfig
     shown_ids = {d.id for d in shown}
     others = [d for d in hits if d.id != disease.id and d.id in shown_ids]
     ranked = [disease.name] + [d.name for d in others][: cfg.differential_size - 1]
-    evidence = case["true_findings"][:3]
-    listed = ", ".join(evidence[:-1]) + f" and {evidence[-1]}" if len(evidence) > 1 else evidence[0]
-    answer = format_answer(ranked, f"{disease.name} best accounts for {listed}.")
+    answer = format_answer(ranked, f"{disease.name} best accounts for {_join(case['true_findings'][:3])}.")
     candidates = [d.name for d in shown]
     return {
         "source": disease.source, "disease_id": disease.id, "disease": disease.name,

@@ -78,6 +78,15 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def mcnemar_exact(first: list[bool], second: list[bool]) -> dict:
+    """Exact (binomial) McNemar test on paired outcomes of the same cases, two-sided."""
+    only_first = sum(a and not b for a, b in zip(first, second))
+    only_second = sum(b and not a for a, b in zip(first, second))
+    n = only_first + only_second
+    tail = sum(math.comb(n, i) for i in range(min(only_first, only_second) + 1)) / 2 ** n if n else 1.0
+    return {"only_first": only_first, "only_second": only_second, "p_value": min(1.0, 2 * tail)}
+
+
 def score(rankings: list[list[str]], golds: list[str], sources: list[str]) -> dict:
     """Top-k accuracy overall and per source, each with n, hits and a 95% CI."""
     def block(idx: list[int]) -> dict:
@@ -140,6 +149,11 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
         log.info("%s: top-1 %.3f top-5 %.3f (n=%d)", condition, results[condition]["all"]["top1"]["accuracy"],
                  results[condition]["all"]["top5"]["accuracy"], len(golds))
 
+    paired = {}
+    if "finetuned_rag" in results and "base_rag" in results:
+        for k in TOP_K:
+            hit = {c: [g in p[f"{c}_ranking"][:k] for g, p in zip(golds, predictions)] for c in ("finetuned_rag", "base_rag")}
+            paired[f"top{k}"] = mcnemar_exact(hit["finetuned_rag"], hit["base_rag"])
     metrics = {
         "protocol": PROTOCOL.format(split=cfg.split, max_new_tokens=cfg.max_new_tokens),
         "n": len(golds),
@@ -149,6 +163,7 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
         "vocabulary_size": len(diseases),
         "num_candidates": config.data.num_candidates,
         "conditions": results,
+        "finetuned_vs_base_rag": paired or None,
     }
     out = config.output_dir / "eval"
     atomic_write_json(out / "metrics.json", metrics)
@@ -189,6 +204,10 @@ def render_report(metrics: dict, predictions: list[dict]) -> str:
             if source != "all":
                 lines.append(f"| {name} | {source} | {block['n']} | {_pct(block, 1)} | {_pct(block, 5)} |")
     lines += ["", "## Reading", ""] + _comparison(results)
+    for k, test in (metrics.get("finetuned_vs_base_rag") or {}).items():
+        lines.append(f"- Paired exact McNemar test, {k}, fine-tuned vs base (same candidates, same cases): "
+                     f"{test['only_first']} cases right only after fine-tuning, {test['only_second']} only before; "
+                     f"p = {test['p_value']:.2g}.")
     lines += ["", "## Examples", ""]
     for p in predictions[:3]:
         lines.append(f"- `{p['id']}` (true: `{p['disease_id']}`)")

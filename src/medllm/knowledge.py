@@ -69,7 +69,8 @@ class Disease:
 
 def normalize_name(text: str) -> str:
     """Lower-case ASCII words and numbers: the key used to dedupe and match names."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    text = re.sub(r"[\W_]+", " ", text)  # punctuation and dashes of any script separate words
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()  # drops accents
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
