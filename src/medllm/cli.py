@@ -15,7 +15,6 @@ recipe) and takes any config field as an override, e.g.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -139,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "ui":
             run_ui(config, api_url=args.api_url, port=args.port)
         else:
-            metrics = run_demo(config)
-            print(json.dumps({k: {m: v["all"][m]["accuracy"] for m in ("top1", "top5")}
-                              for k, v in metrics["conditions"].items()}))
+            run_demo(config)
     except MedllmError as exc:
         print(f"medllm {args.command}: error: {exc}", file=sys.stderr)
         return 2
