@@ -226,10 +226,12 @@ def _comparison(results: dict) -> list[str]:
     if {"finetuned_rag", "base_rag"} <= results.keys():
         for k in TOP_K:
             delta = acc("finetuned_rag", k) - acc("base_rag", k)
-            sentences.append(f"- Fine-tuning changes top-{k} by {delta:+.1%} over the base model with the same candidates.")
+            sentences.append(f"- Fine-tuning changes top-{k} by {100 * delta:+.1f} percentage points over the base "
+                             "model with the same candidates.")
     if {"finetuned_rag", "retrieval"} <= results.keys():
         for k in TOP_K:
             delta = acc("finetuned_rag", k) - acc("retrieval", k)
             verdict = "above" if delta > 0 else "below" if delta < 0 else "equal to"
-            sentences.append(f"- The fine-tuned model is {abs(delta):.1%} {verdict} retrieval alone at top-{k}.")
+            sentences.append(f"- The fine-tuned model is {100 * abs(delta):.1f} percentage points {verdict} "
+                             f"retrieval alone at top-{k}.")
     return sentences or ["- Only one condition was scored."]
