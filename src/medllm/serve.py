@@ -211,6 +211,8 @@ def create_app(engine: Engine, diseases: list[Disease], config: Config) -> FastA
     @app.middleware("http")
     async def limit_size(request: Request, call_next):
         length = request.headers.get("content-length")
+        if length is not None and not length.isdigit():
+            return JSONResponse({"detail": "invalid Content-Length header"}, status_code=400)
         if length and int(length) > cfg.max_request_bytes:
             return JSONResponse({"detail": f"request body over {cfg.max_request_bytes} bytes"}, status_code=413)
         return await call_next(request)
@@ -276,10 +278,10 @@ def create_app(engine: Engine, diseases: list[Disease], config: Config) -> FastA
         messages = build_messages(vignette, [describe_candidate(d) for d, _ in hits], config.data.differential_size)
         answer, _ = engine.complete(messages)
         # the model's order first, then any retrieved candidate it did not name
-        ranked = matcher.rank(answer, config.data.differential_size)
+        named_by_model = matcher.rank(answer, len(hits) + config.data.differential_size)
+        ranked = named_by_model[: config.data.differential_size]
         ranked += [d.id for d, _ in hits if d.id not in ranked]
         patient_tokens = set(tokenize(vignette))
-        named_by_model = set(matcher.rank(answer, len(hits) + config.data.differential_size))
         differential = []
         for rank, disease_id in enumerate(ranked[: config.data.differential_size], 1):
             disease = by_id[disease_id]
