@@ -1,13 +1,17 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
 # Each creates (or reuses) the virtual environment, installs a CPU torch
 # first (a plain `torch` may pull a multi-GB CUDA build), then the package.
+# `make test` also installs, when missing, the Debian programs the tests
+# start: Chromium (browser test of the UI) and docker-registry (push test).
 
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.medllm-installed
+SYSTEM_PACKAGES := chromium docker-registry
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install clean
+.PHONY: demo test install system-packages clean
 
 install: $(STAMP)
 
@@ -21,7 +25,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/medllm demo --output_dir runs/demo
 
-test: $(STAMP)
+system-packages:
+	@command -v chromium >/dev/null && command -v docker-registry >/dev/null || \
+	  { export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES) || \
+	    { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES); }; }
+
+test: $(STAMP) system-packages
 	$(VENV)/bin/pytest -q
 
 clean:

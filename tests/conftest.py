@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import threading
 import time
 from contextlib import contextmanager
@@ -53,11 +54,20 @@ def tiny_config(tmp_path, tiny_llama_dir) -> Config:
     return small_config(tmp_path, str(tiny_llama_dir))
 
 
-@pytest.fixture
-def tiny_dataset(tiny_config) -> Config:
+@pytest.fixture(scope="session")
+def tiny_dataset_dir(tmp_path_factory, tiny_llama_dir) -> Path:
+    """The small dataset (and its index), built once per session."""
     from medllm.data import build_dataset
 
-    build_dataset(tiny_config)
+    config = small_config(tmp_path_factory.mktemp("dataset"), str(tiny_llama_dir))
+    build_dataset(config)
+    return config.data_dir
+
+
+@pytest.fixture
+def tiny_dataset(tiny_config, tiny_dataset_dir) -> Config:
+    """``tiny_config`` with its own copy of the small dataset."""
+    shutil.copytree(tiny_dataset_dir, tiny_config.data_dir)
     return tiny_config
 
 
@@ -66,15 +76,16 @@ def make_client(tiny_dataset, monkeypatch):
     """A TestClient factory for the API over the tiny model; ``serve`` overrides as keywords."""
     from fastapi.testclient import TestClient
 
-    from medllm.data import load_diseases
+    from medllm.data import load_index
     from medllm.models import load_model, load_tokenizer
     from medllm.serve import Engine, create_app
 
-    def make(**serve):
+    def make(engine=None, **serve):
         config = tiny_dataset.model_copy(update={"serve": tiny_dataset.serve.model_copy(update=serve)})
-        engine = Engine(load_model(config.model), load_tokenizer(config.model), name="tiny", adapter=None,
-                        max_new_tokens=8, timeout_s=30)
-        return TestClient(create_app(engine, load_diseases(config.data_dir), config))
+        engine = engine or Engine(load_model(config.model), load_tokenizer(config.model), name="tiny",
+                                  adapter=None, max_new_tokens=8, timeout_s=30)
+        index, cases = load_index(config)
+        return TestClient(create_app(engine, index, config, cases))
     monkeypatch.delenv("MEDLLM_API_KEY", raising=False)
     return make
 

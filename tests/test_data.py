@@ -4,7 +4,7 @@ import random
 import pytest
 
 from medllm.config import load_config
-from medllm.data import build_splits, load_split, select_diseases, simulate_case
+from medllm.data import build_splits, load_index, load_split, simulate_case
 from medllm.errors import MedllmError
 from medllm.knowledge import load_common_diseases
 from medllm.prompts import parse_differential
@@ -24,10 +24,11 @@ def test_simulated_case_is_seeded_and_noisy():
     assert set(first["true_findings"]) <= own
 
 
-def test_splits_are_leak_free_and_targets_are_ranked(tiny_config):
-    cfg = tiny_config.data.model_copy(update={"cases_per_disease": {"train": 2, "validation": 1, "test": 1}})
-    diseases = select_diseases(cfg)
-    splits = build_splits(diseases, cfg)
+def test_splits_are_leak_free_and_targets_are_ranked(tiny_dataset):
+    cfg = tiny_dataset.data.model_copy(update={"cases_per_disease": {"train": 2, "validation": 1, "test": 1}})
+    index, _ = load_index(tiny_dataset)
+    diseases = index.diseases
+    splits = build_splits(diseases, cfg, index)
     train_vignettes = {r["vignette"] for r in splits["train"]}
     assert not train_vignettes & {r["vignette"] for r in splits["test"]}
     for row in splits["train"]:

@@ -39,6 +39,9 @@ def test_retrieval_only_needs_no_model(tiny_dataset):
     assert block["n"] == metrics["n"] == 8
     assert block["top1"]["accuracy"] <= block["top5"]["accuracy"]
     assert "protocol" in metrics
+    assert set(metrics["retrievers"]) == {"bm25", "dense", "hybrid"}
+    assert metrics["retrievers"]["hybrid"]["all"] == block, "the dataset's candidates come from the hybrid retriever"
+    assert "## Retrieval methods" in (config.output_dir / "eval" / "report.md").read_text()
 
 
 def test_all_conditions_on_a_tiny_model(tiny_dataset):

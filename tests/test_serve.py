@@ -44,7 +44,9 @@ def test_diagnose_returns_a_ranked_differential_with_evidence(make_client):
     assert [d["rank"] for d in body["differential"]] == list(range(1, len(body["differential"]) + 1))
     assert len(body["differential"]) == 5
     assert all(0 <= d["confidence"] <= 1 for d in body["differential"])
-    assert any(d["evidence"] for d in body["differential"])
+    evidence = [e for d in body["differential"] for e in d["evidence"]]
+    assert evidence and all(e["patient_finding"] and 0.5 <= e["similarity"] <= 1 for e in evidence)
+    assert body["similar_cases"] == [], "no case corpus configured"
     assert body["red_flags"] == [] and body["urgent_care"] is None
     assert "not a diagnosis" in body["disclaimer"]
 
@@ -80,6 +82,22 @@ def test_malformed_and_oversized_bodies(make_client):
     assert response.status_code == 422
     response = client.post("/v1/diagnose", json={**CASE, "history": ["y" * 100] * 30})
     assert response.status_code == 413
+
+
+def test_a_chunked_body_is_capped_as_it_arrives(make_client):
+    body = json.dumps({**CASE, "history": ["y" * 100] * 30}).encode()
+
+    def chunks():  # no Content-Length: sent with Transfer-Encoding: chunked
+        for i in range(0, len(body), 500):
+            yield body[i:i + 500]
+
+    with running(make_client(max_request_bytes=2048).app) as url:
+        response = httpx.post(f"{url}/v1/diagnose", content=chunks(), headers={"content-type": "application/json"})
+        assert response.status_code == 413 and "2048" in response.json()["detail"]
+        small = json.dumps(CASE).encode()
+        response = httpx.post(f"{url}/v1/diagnose", content=iter([small[:40], small[40:]]), timeout=30,
+                              headers={"content-type": "application/json"})
+        assert response.status_code == 200, response.text
 
 
 def test_api_key_is_required_when_configured(make_client, monkeypatch):
@@ -169,3 +187,32 @@ def test_overload_answers_503_and_the_server_keeps_serving(make_client, monkeypa
             statuses = sorted(f.result().status_code for f in futures)
         assert statuses.count(200) >= 1 and statuses.count(503) >= 1 and set(statuses) <= {200, 503}
         assert httpx.post(f"{url}/v1/diagnose", json=CASE, timeout=30).status_code == 200
+
+
+def test_ollama_backend_serves_a_model_from_an_ollama_server(make_client, live_server):
+    """medllm with ``serve.backend: ollama`` in front of an Ollama-shaped server (a second medllm)."""
+    from medllm.serve import OllamaEngine
+
+    engine = OllamaEngine(live_server, "tiny", max_new_tokens=6, timeout_s=30)
+    client = make_client(engine=engine)
+    assert client.get("/readyz").json()["model"] == "tiny"
+    body = client.post("/v1/diagnose", json=CASE).json()
+    assert body["model"] == "tiny" and len(body["differential"]) == 5
+    reply = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Fever?"}]}).json()
+    assert reply["choices"][0]["message"]["role"] == "assistant" and reply["usage"]["completion_tokens"] > 0
+    with client.stream("POST", "/v1/chat/completions",
+                       json={"messages": [{"role": "user", "content": "Fever?"}], "stream": True}) as response:
+        assert "".join(response.iter_text()).rstrip().endswith("data: [DONE]")
+
+    missing = make_client(engine=OllamaEngine(live_server, "no-such-model", max_new_tokens=6, timeout_s=30))
+    assert missing.get("/readyz").status_code == 503
+
+
+def test_an_unreachable_backend_is_a_502_and_the_server_keeps_serving(make_client):
+    from medllm.serve import OllamaEngine
+
+    client = make_client(engine=OllamaEngine("http://127.0.0.1:9", "medllm", max_new_tokens=6, timeout_s=5))
+    assert client.get("/readyz").status_code == 503
+    response = client.post("/v1/diagnose", json=CASE)
+    assert response.status_code == 502 and "127.0.0.1:9" in response.json()["detail"]
+    assert client.get("/healthz").status_code == 200

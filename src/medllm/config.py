@@ -41,6 +41,9 @@ class DataConfig(_Section):
     ancestor_prob: float = Field(0.5, ge=0, le=1)
     extra_findings: tuple[int, int] = (1, 2)
     lay_synonym_prob: float = Field(0.3, ge=0, le=1)
+    retriever: Literal["bm25", "dense", "hybrid"] = "hybrid"
+    rrf_k: int = Field(10, ge=1)
+    case_corpus: Path | None = None
     num_candidates: int = Field(8, ge=1)
     differential_size: int = Field(5, ge=1)
     preview_rows: int = Field(20, ge=0)
@@ -85,6 +88,10 @@ class EvalConfig(_Section):
 class ServeConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    backend: Literal["transformers", "ollama"] = "transformers"
+    ollama_url: str = "http://127.0.0.1:11434"
+    ollama_model: str | None = None
+    similar_cases: int = Field(3, ge=0)
     api_key_env: str | None = "MEDLLM_API_KEY"
     max_new_tokens: int = Field(128, ge=1)
     timeout_s: float = Field(60.0, gt=0)
@@ -100,6 +107,18 @@ class ServeConfig(_Section):
         return os.environ.get(self.api_key_env) or None
 
 
+class ExportConfig(_Section):
+    """``medllm export``: GGUF types, the Ollama model name, its license and sampling defaults."""
+    gguf_types: list[Literal["f32", "f16", "q8_0"]] = Field(["f16"], min_length=1)
+    ollama_model: str = "medllm/smollm2-135m-dx:latest"
+    license: str | None = None
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    num_ctx: int = Field(2048, ge=16)
+    num_predict: int = Field(256, ge=1)
+    verify: bool = True
+
+
 class Config(_Section):
     output_dir: Path = Path("runs/smollm2-135m-lora")
     model: ModelConfig = ModelConfig()
@@ -108,6 +127,7 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     serve: ServeConfig = ServeConfig()
+    export: ExportConfig = ExportConfig()
 
     @property
     def data_dir(self) -> Path:

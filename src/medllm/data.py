@@ -4,8 +4,9 @@ Each case is a short vignette of a patient with one disease: findings drawn
 by their annotated frequencies, age and sex from the annotations, some
 findings said in lay words, and made noisy the way real presentations are
 (some findings replaced by a less specific term, one or two findings the
-disease does not have). BM25 over the disease profiles supplies candidate
-diagnoses; they are shown shuffled so the model must weigh them rather than
+disease does not have). The retrieval index (BM25 and MiniLM finding
+embeddings over the disease profiles, ``medllm.retrieval``) supplies candidate
+diagnoses and is saved beside the dataset; they are shown shuffled so the model must weigh them rather than
 copy retrieval's order. The target is a ranked differential with a one-line
 rationale.
 
@@ -26,7 +27,7 @@ from medllm.errors import MedllmError
 from medllm.io import atomic_directory, atomic_write_json
 from medllm.knowledge import Disease, load_common_diseases, load_hpo_diseases, normalize_name
 from medllm.prompts import build_messages, describe_candidate, format_answer, lower_first
-from medllm.retrieval import DiseaseIndex
+from medllm.retrieval import CaseIndex, DiseaseIndex, load_case_corpus
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +87,13 @@ def simulate_case(disease: Disease, others: list[Disease], cfg: DataConfig, rng:
             "true_findings": true_phrases}
 
 
-def build_row(case: dict, disease: Disease, index: DiseaseIndex, cfg: DataConfig,
+def build_row(case: dict, disease: Disease, hits: list[Disease], cfg: DataConfig,
               rng: random.Random, insert_gold: bool) -> dict:
-    """Retrieve candidates for ``case`` and write the chat prompt and target.
+    """Write the chat prompt and target of ``case`` from its retrieved candidates ``hits``.
 
     ``insert_gold`` (training and validation) puts the true disease among the
     candidates when retrieval missed it; test candidates are retrieval's alone.
     """
-    hits = [d for d, _ in index.search(case["vignette"], cfg.num_candidates)]
     retrieved = [d.id for d in hits]
     shown = list(hits)
     if insert_gold and disease.id not in retrieved:
@@ -130,18 +130,17 @@ def select_diseases(cfg: DataConfig) -> list[Disease]:
     return diseases
 
 
-def build_splits(diseases: list[Disease], cfg: DataConfig) -> dict[str, list[dict]]:
-    index = DiseaseIndex(diseases)
+def build_splits(diseases: list[Disease], cfg: DataConfig, index: DiseaseIndex) -> dict[str, list[dict]]:
     splits: dict[str, list[dict]] = {}
     for split in reversed(SPLITS):  # test first, so training can exclude its vignettes
         rng = random.Random(cfg.seeds[split])
-        rows = []
-        for disease in diseases:
-            for n in range(cfg.cases_per_disease[split]):
-                case = simulate_case(disease, diseases, cfg, rng)
-                row = build_row(case, disease, index, cfg, rng, insert_gold=split != "test")
-                rows.append({"id": f"{split}-{disease.id}-{n}", **row})
-        splits[split] = rows
+        cases = [(disease, n, simulate_case(disease, diseases, cfg, rng))
+                 for disease in diseases for n in range(cfg.cases_per_disease[split])]
+        hits = index.search_many([case["vignette"] for _, _, case in cases], cfg.num_candidates)
+        splits[split] = [
+            {"id": f"{split}-{disease.id}-{n}",
+             **build_row(case, disease, [d for d, _ in found], cfg, rng, insert_gold=split != "test")}
+            for (disease, n, case), found in zip(cases, hits)]
     held_out = {r["vignette"] for s in ("validation", "test") for r in splits[s]}
     splits["validation"] = [r for r in splits["validation"]
                             if r["vignette"] not in {t["vignette"] for t in splits["test"]}]
@@ -155,9 +154,11 @@ def build_dataset(config: Config) -> dict:
 
     cfg = config.data
     diseases = select_diseases(cfg)
-    splits = build_splits(diseases, cfg)
-    counts = {s: dict(Counter(r["source"] for r in rows)) | {"total": len(rows)} for s, rows in splits.items()}
     with atomic_directory(config.data_dir) as tmp:
+        (tmp / "index").mkdir()
+        index = write_index(tmp / "index", diseases, cfg)
+        splits = build_splits(diseases, cfg, index)
+        counts = {s: dict(Counter(r["source"] for r in rows)) | {"total": len(rows)} for s, rows in splits.items()}
         DatasetDict({s: Dataset.from_list(rows) for s, rows in splits.items()}).save_to_disk(str(tmp / "dataset"))
         with open(tmp / "diseases.jsonl", "w") as fh:
             for d in diseases:
@@ -168,6 +169,32 @@ def build_dataset(config: Config) -> dict:
         atomic_write_json(tmp / "stats.json", {"counts": counts, "diseases": dict(Counter(d.source for d in diseases)),
                                                 "config": cfg.model_dump(mode="json")})
     return counts
+
+
+def write_index(folder: Path, diseases: list[Disease], cfg: DataConfig) -> DiseaseIndex:
+    """Build the disease index (and the case corpus's, when configured) into ``folder``."""
+    index = DiseaseIndex(diseases, cfg.retriever, cfg.rrf_k)
+    index.save(folder)
+    if cfg.case_corpus is not None:
+        CaseIndex(load_case_corpus(cfg.case_corpus), rrf_k=cfg.rrf_k).save(folder / "cases")
+    return index
+
+
+def build_index(config: Config) -> dict:
+    """Rebuild ``<data_dir>/index`` for the saved disease vocabulary (``medllm index``)."""
+    diseases = load_diseases(config.data_dir)
+    with atomic_directory(config.data_dir / "index") as tmp:
+        write_index(tmp, diseases, config.data)
+    cases = CaseIndex.load(config.data_dir / "index" / "cases")
+    return {"diseases": len(diseases), "cases": len(cases.cases) if cases else 0,
+            "retriever": config.data.retriever}
+
+
+def load_index(config: Config) -> tuple[DiseaseIndex, CaseIndex | None]:
+    """The saved disease index (searched by ``data.retriever``) and case index, if any."""
+    folder = config.data_dir / "index"
+    return (DiseaseIndex.load(folder, load_diseases(config.data_dir), config.data.retriever),
+            CaseIndex.load(folder / "cases"))
 
 
 def load_diseases(data_dir: Path) -> list[Disease]:

@@ -2,7 +2,9 @@
 
 One run scores, on the same cases:
 
-- ``retrieval``: BM25 over disease profiles alone (no LLM), its own ranking;
+- ``retrieval``: the recipe's retriever alone (no LLM), its own ranking; the
+  report also compares BM25, MiniLM finding embeddings and their fusion on
+  the same cases, each ranking the whole disease vocabulary;
 - ``base_rag``: the base model, prompted with the retrieved candidates;
 - ``finetuned_rag``: the fine-tuned model, with the same candidates;
 - ``base_closed_book``: the base model without candidates.
@@ -24,11 +26,12 @@ import torch
 from tqdm.auto import tqdm
 
 from medllm.config import Config
-from medllm.data import load_diseases, load_split
+from medllm.data import load_index, load_split
 from medllm.errors import MedllmError
 from medllm.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from medllm.models import load_model, load_tokenizer
 from medllm.prompts import RATIONALE, DiseaseMatcher, build_messages
+from medllm.retrieval import METHODS
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +116,8 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
         cases = cases.shuffle(seed=0).select(range(cfg.max_cases))
     if len(cases) == 0:
         raise MedllmError(f"{config.data_dir}: the {cfg.split} split is empty")
-    diseases = load_diseases(config.data_dir)
+    index, _ = load_index(config)
+    diseases = index.diseases
     matcher = DiseaseMatcher(diseases)
     golds, sources = cases["disease_id"], cases["source"]
     k_max = max(TOP_K)
@@ -149,6 +153,11 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
         log.info("%s: top-1 %.3f top-5 %.3f (n=%d)", condition, results[condition]["all"]["top1"]["accuracy"],
                  results[condition]["all"]["top5"]["accuracy"], len(golds))
 
+    retrievers = {}
+    if "retrieval" in cfg.conditions:
+        for method in METHODS:
+            hits = index.search_many(list(cases["vignette"]), k_max, method)
+            retrievers[method] = score([[d.id for d, _ in h] for h in hits], golds, sources)
     paired = {}
     if "finetuned_rag" in results and "base_rag" in results:
         for k in TOP_K:
@@ -162,7 +171,9 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
         "adapter": str(adapter) if "finetuned_rag" in cfg.conditions else None,
         "vocabulary_size": len(diseases),
         "num_candidates": config.data.num_candidates,
+        "retriever": config.data.retriever,
         "conditions": results,
+        "retrievers": retrievers or None,
         "finetuned_vs_base_rag": paired or None,
     }
     out = config.output_dir / "eval"
@@ -173,7 +184,7 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
 
 
 DESCRIPTIONS = {
-    "retrieval": "BM25 over disease profiles alone (no LLM)",
+    "retrieval": "retrieval alone (no LLM)",
     "base_rag": "base model + retrieved candidates",
     "finetuned_rag": "fine-tuned model + retrieved candidates",
     "base_closed_book": "base model, no candidates",
@@ -190,7 +201,8 @@ def render_report(metrics: dict, predictions: list[dict]) -> str:
     lines = [
         "# medllm diagnosis evaluation", "",
         f"Model `{metrics['model']}`; adapter `{metrics['adapter']}`; n = {metrics['n']} held-out cases; "
-        f"vocabulary of {metrics['vocabulary_size']} diseases; {metrics['num_candidates']} retrieved candidates.",
+        f"vocabulary of {metrics['vocabulary_size']} diseases; {metrics['num_candidates']} candidates retrieved "
+        f"by `{metrics['retriever']}`.",
         "", f"Protocol: {metrics['protocol']}. Brackets: 95% Wilson intervals.", "",
         "| condition | what | n | top-1 | top-5 | answered |", "| --- | --- | --- | --- | --- | --- |",
     ]
@@ -203,6 +215,15 @@ def render_report(metrics: dict, predictions: list[dict]) -> str:
         for source, block in res.items():
             if source != "all":
                 lines.append(f"| {name} | {source} | {block['n']} | {_pct(block, 1)} | {_pct(block, 5)} |")
+    if metrics.get("retrievers"):
+        lines += ["", "## Retrieval methods", "",
+                  "Each method ranks the whole vocabulary for the same cases; no LLM.", "",
+                  "| method | n | top-1 | top-5 | " + " | ".join(f"top-1 {s}" for s in _sources(metrics)) + " |",
+                  "| --- | --- | --- | --- | " + " | ".join("---" for _ in _sources(metrics)) + " |"]
+        for method, res in metrics["retrievers"].items():
+            per_source = " | ".join(_pct(res[s], 1) for s in _sources(metrics))
+            lines.append(f"| {method} | {res['all']['n']} | {_pct(res['all'], 1)} | {_pct(res['all'], 5)} "
+                         f"| {per_source} |")
     lines += ["", "## Reading", ""] + _comparison(results)
     for k, test in (metrics.get("finetuned_vs_base_rag") or {}).items():
         lines.append(f"- Paired exact McNemar test, {k}, fine-tuned vs base (same candidates, same cases): "
@@ -215,6 +236,10 @@ def render_report(metrics: dict, predictions: list[dict]) -> str:
             if key.endswith("_answer"):
                 lines.append(f"  - {key[:-7]}: " + value.replace("\n", " / ")[:400])
     return "\n".join(lines) + "\n"
+
+
+def _sources(metrics: dict) -> list[str]:
+    return [s for s in next(iter(metrics["retrievers"].values())) if s != "all"]
 
 
 def _comparison(results: dict) -> list[str]:

@@ -7,9 +7,12 @@
 - Ollama's ``POST /api/chat``, ``POST /api/generate`` (newline-delimited JSON
   streams) and ``GET /api/tags``.
 
-Patient text is never logged; an audit log of request id, time, model, input
-hash and latency can be switched on. A bearer API key is required when
-configured. Requests beyond ``serve.max_pending`` in flight get 503 at once.
+Answers come from the model in-process (transformers) or from an Ollama server
+(``serve.backend: ollama``). Patient text is never logged; an audit log of
+request id, time, model, input hash and latency can be switched on. A bearer
+API key is required when configured. Requests beyond ``serve.max_pending`` in
+flight get 503 at once; bodies over ``serve.max_request_bytes`` get 413,
+whether sent with a Content-Length or chunked.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Iterator, Literal
+from typing import Annotated, Iterator, Literal, Protocol
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,9 +34,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from medllm.config import Config
+from medllm.errors import MedllmError
 from medllm.knowledge import Disease
 from medllm.prompts import SYSTEM_PROMPT, DiseaseMatcher, build_messages, describe_candidate
-from medllm.retrieval import DiseaseIndex, tokenize
+from medllm.retrieval import CaseIndex, DiseaseIndex
 from medllm.safety import DISCLAIMER, URGENT_CARE, injection_attempt, red_flags
 
 log = logging.getLogger(__name__)
@@ -76,8 +80,16 @@ class PatientCase(BaseModel):
 
 
 class Evidence(BaseModel):
+    source_id: str = Field(description="the disease's id in its source (OMIM, ORPHA, ICD-10)")
+    finding: str = Field(description="an annotated finding of the disease")
+    patient_finding: str = Field(description="the patient's finding it matches")
+    similarity: float = Field(description="cosine similarity of the two (all-MiniLM-L6-v2)")
+
+
+class SimilarCase(BaseModel):
     source_id: str
-    finding: str
+    title: str
+    score: float = Field(description="reciprocal-rank fusion score of BM25 and MiniLM")
 
 
 class Diagnosis(BaseModel):
@@ -96,8 +108,10 @@ class DiagnoseResponse(BaseModel):
     red_flags: list[dict]
     urgent_care: str | None
     next_steps: list[str]
+    similar_cases: list[SimilarCase]
     model: str
     adapter: str | None
+    completion_tokens: int = Field(description="tokens the model generated for this answer")
     disclaimer: str = DISCLAIMER
 
 
@@ -125,6 +139,10 @@ class OllamaChatRequest(BaseModel):
     options: OllamaOptions = OllamaOptions()
 
 
+class OllamaShowRequest(BaseModel):
+    model: str = Field(min_length=1, max_length=200)
+
+
 class OllamaGenerateRequest(BaseModel):
     model: str | None = None
     prompt: str = Field(min_length=1, max_length=8000)
@@ -133,9 +151,25 @@ class OllamaGenerateRequest(BaseModel):
     options: OllamaOptions = OllamaOptions()
 
 
+class BackendError(MedllmError):
+    """The model backend failed or cannot be reached (answered as 502)."""
+
+
+class Backend(Protocol):
+    """What the API needs from a model: a name, and answers whole or streamed."""
+    name: str
+    adapter: str | None
+
+    def ready(self) -> bool: ...
+
+    def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]: ...
+
+    def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]: ...
+
+
 @dataclass
 class Engine:
-    """The loaded model behind the API; one generation at a time."""
+    """The model loaded in-process (transformers); one generation at a time."""
     model: object
     tokenizer: object
     name: str
@@ -145,6 +179,9 @@ class Engine:
 
     def __post_init__(self):
         self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        return True
 
     def _inputs(self, messages: list[dict]):
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -179,6 +216,82 @@ class Engine:
         yield from streamer
 
 
+class OllamaEngine:
+    """A model served by an Ollama server (e.g. the one ``medllm export`` published), over HTTP."""
+
+    def __init__(self, url: str, model: str, max_new_tokens: int, timeout_s: float):
+        import httpx
+        import ollama
+
+        self.name, self.adapter, self.max_new_tokens = model, None, max_new_tokens
+        self._client = ollama.Client(host=url, timeout=timeout_s)
+        self._errors = (ollama.ResponseError, ollama.RequestError, ConnectionError, httpx.HTTPError)
+        self._url = url
+
+    def ready(self) -> bool:
+        """The Ollama server answers and has the model."""
+        try:
+            self._client.show(self.name)
+        except self._errors:
+            return False
+        return True
+
+    def _call(self, messages: list[dict], max_new_tokens: int | None, stream: bool):
+        limit = min(max_new_tokens or self.max_new_tokens, self.max_new_tokens)
+        try:
+            return self._client.chat(model=self.name, messages=messages, stream=stream,
+                                     options={"num_predict": limit, "temperature": 0})
+        except self._errors as exc:
+            raise BackendError(f"Ollama at {self._url} (model {self.name}): {exc}") from None
+
+    def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]:
+        reply = self._call(messages, max_new_tokens, stream=False)
+        return reply.message.content.strip(), reply.eval_count or 0
+
+    def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
+        try:
+            for part in self._call(messages, max_new_tokens, stream=True):
+                yield part.message.content
+        except self._errors as exc:
+            raise BackendError(f"Ollama at {self._url} (model {self.name}): {exc}") from None
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over ``max_bytes``, counted as it arrives (sized or chunked).
+
+    The body (at most ``max_bytes``) is read before the app runs and replayed to it.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and not length.isdigit():
+            return await JSONResponse({"detail": "invalid Content-Length header"}, 400)(scope, receive, send)
+        too_large = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, 413)
+        if length is not None and int(length) > self.max_bytes:
+            return await too_large(scope, receive, send)
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                return await too_large(scope, receive, send)
+            if not message.get("more_body"):
+                break
+
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
 def _next_steps(top: Disease | None, flagged: bool) -> list[str]:
     steps = [URGENT_CARE] if flagged else []
     if top is None:
@@ -191,11 +304,11 @@ def _next_steps(top: Disease | None, flagged: bool) -> list[str]:
                     "Review medications and history for alternative explanations."]
 
 
-def create_app(engine: Engine, diseases: list[Disease], config: Config) -> FastAPI:
-    """The API over ``engine``, with retrieval over ``diseases``."""
+def create_app(engine: Backend, index: DiseaseIndex, config: Config, cases: CaseIndex | None = None) -> FastAPI:
+    """The API over ``engine``, with candidates and evidence from ``index`` (and ``cases``)."""
     cfg = config.serve
-    index, matcher = DiseaseIndex(diseases), DiseaseMatcher(diseases)
-    by_id = {d.id: d for d in diseases}
+    matcher = DiseaseMatcher(index.diseases)
+    by_id = {d.id: d for d in index.diseases}
     pending = threading.BoundedSemaphore(cfg.max_pending)
     api_key = cfg.resolve_api_key()
     audit_path = Path(cfg.audit_log) if cfg.audit_log else None
@@ -208,14 +321,12 @@ def create_app(engine: Engine, diseases: list[Disease], config: Config) -> FastA
         app.add_middleware(CORSMiddleware, allow_origins=cfg.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
 
-    @app.middleware("http")
-    async def limit_size(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and not length.isdigit():
-            return JSONResponse({"detail": "invalid Content-Length header"}, status_code=400)
-        if length and int(length) > cfg.max_request_bytes:
-            return JSONResponse({"detail": f"request body over {cfg.max_request_bytes} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_request_bytes)
+
+    @app.exception_handler(BackendError)
+    async def backend_failed(request: Request, exc: BackendError):
+        log.error("model backend failed: %s", exc)
+        return JSONResponse({"detail": f"model backend unavailable: {exc}"}, status_code=502)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -260,6 +371,8 @@ def create_app(engine: Engine, diseases: list[Disease], config: Config) -> FastA
 
     @app.get("/readyz")
     def readyz():
+        if not engine.ready():
+            return JSONResponse({"status": "not ready", "model": engine.name}, status_code=503)
         return {"status": "ready", "model": engine.name, "adapter": engine.adapter}
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
@@ -276,29 +389,32 @@ def create_app(engine: Engine, diseases: list[Disease], config: Config) -> FastA
         total = sum(max(s, 0.0) for _, s in hits) or 1.0
         scores = {d.id: max(s, 0.0) / total for d, s in hits}
         messages = build_messages(vignette, [describe_candidate(d) for d, _ in hits], config.data.differential_size)
-        answer, _ = engine.complete(messages)
+        answer, n_tokens = engine.complete(messages)
         # the model's order first, then any retrieved candidate it did not name
         named_by_model = matcher.rank(answer, len(hits) + config.data.differential_size)
         ranked = named_by_model[: config.data.differential_size]
-        ranked += [d.id for d, _ in hits if d.id not in ranked]
-        patient_tokens = set(tokenize(vignette))
+        ranked = (ranked + [d.id for d, _ in hits if d.id not in ranked])[: config.data.differential_size]
+        matches = index.evidence(vignette, ranked)
         differential = []
-        for rank, disease_id in enumerate(ranked[: config.data.differential_size], 1):
+        for rank, disease_id in enumerate(ranked, 1):
             disease = by_id[disease_id]
-            evidence = [Evidence(source_id=disease.id, finding=f.name) for f in disease.findings
-                        if set(tokenize(f.name)) & patient_tokens]
+            evidence = [Evidence(source_id=disease.id, finding=m.finding, patient_finding=m.patient_phrase,
+                                 similarity=m.similarity) for m in matches[disease_id]]
             named = "named by the model" if disease_id in named_by_model else "retrieved, not named by the model"
             differential.append(Diagnosis(
                 rank=rank, name=disease.name, disease_id=disease.id, icd10=disease.icd10,
                 confidence=round(scores.get(disease_id, 0.0), 4),
                 rationale=f"{named}; {len(evidence)} of its annotated findings match the presentation",
                 evidence=evidence[:5]))
+        similar = cases.search(vignette, cfg.similar_cases) if cases is not None and cfg.similar_cases else []
         top = by_id[ranked[0]] if ranked else None
         audit(request_id, case.model_dump_json(), started)
         return DiagnoseResponse(
             request_id=request_id, differential=differential, red_flags=[vars(f) for f in flags],
             urgent_care=URGENT_CARE if flags else None, next_steps=_next_steps(top, bool(flags)),
-            model=engine.name, adapter=engine.adapter)
+            similar_cases=[SimilarCase(source_id=c["id"], title=c["title"], score=round(score, 4))
+                           for c, score in similar],
+            model=engine.name, adapter=engine.adapter, completion_tokens=n_tokens)
 
     def chat_messages(turns: list[ChatMessage], system: str | None = None) -> list[dict]:
         """Our system prompt, then the client's turns; client system turns are not passed on."""
@@ -351,10 +467,19 @@ def create_app(engine: Engine, diseases: list[Disease], config: Config) -> FastA
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
+    details = {"format": "safetensors", "family": "llama", "families": ["llama"]}
+
     @app.get("/api/tags", dependencies=[Depends(authorize)])
     def ollama_tags():
         return {"models": [{"name": engine.name, "model": engine.name, "modified_at": "1970-01-01T00:00:00Z",
-                            "size": 0, "digest": "", "details": {"format": "safetensors", "family": "llama"}}]}
+                            "size": 0, "digest": "", "details": details}]}
+
+    @app.post("/api/show", dependencies=[Depends(authorize)])
+    def ollama_show(body: OllamaShowRequest):
+        if body.model != engine.name:
+            return JSONResponse({"error": f"model '{body.model}' not found"}, status_code=404)
+        return {"details": details, "model_info": {}, "capabilities": ["completion"],
+                "modified_at": "1970-01-01T00:00:00Z"}
 
     @app.post("/api/chat", dependencies=[Depends(authorize), Depends(admitted)])
     def ollama_chat(body: OllamaChatRequest):
@@ -374,19 +499,30 @@ def create_app(engine: Engine, diseases: list[Disease], config: Config) -> FastA
     return app
 
 
-def serve(config: Config, adapter: Path | None = None) -> None:
-    """Load the model (and adapter) and run the API under uvicorn."""
-    import uvicorn
-
-    from medllm.data import load_diseases
+def load_backend(config: Config, adapter: Path | None = None) -> Backend:
+    """The model behind the API: ``serve.backend`` transformers (+ adapter) or ollama."""
+    cfg = config.serve
+    if cfg.backend == "ollama":
+        if not cfg.ollama_model:
+            raise MedllmError("serve.backend ollama needs serve.ollama_model (e.g. --serve.ollama_model you/medllm)")
+        return OllamaEngine(cfg.ollama_url, cfg.ollama_model, cfg.max_new_tokens, cfg.timeout_s)
     from medllm.models import load_model, load_tokenizer
 
     adapter = Path(adapter) if adapter else config.output_dir / "adapter"
     use_adapter = (adapter / "adapter_config.json").is_file()
     if not use_adapter:
         log.warning("no adapter at %s: serving the base model", adapter)
-    engine = Engine(load_model(config.model, adapter if use_adapter else None), load_tokenizer(config.model),
-                    name=config.model.name, adapter=str(adapter) if use_adapter else None,
-                    max_new_tokens=config.serve.max_new_tokens, timeout_s=config.serve.timeout_s)
-    app = create_app(engine, load_diseases(config.data_dir), config)
+    return Engine(load_model(config.model, adapter if use_adapter else None), load_tokenizer(config.model),
+                  name=config.model.name, adapter=str(adapter) if use_adapter else None,
+                  max_new_tokens=cfg.max_new_tokens, timeout_s=cfg.timeout_s)
+
+
+def serve(config: Config, adapter: Path | None = None) -> None:
+    """Load the model (and adapter) and run the API under uvicorn."""
+    import uvicorn
+
+    from medllm.data import load_index
+
+    index, cases = load_index(config)
+    app = create_app(load_backend(config, adapter), index, config, cases)
     uvicorn.run(app, host=config.serve.host, port=config.serve.port, log_level="info", access_log=False)

@@ -113,7 +113,12 @@ def page() -> None:
         with st.expander(f"{d['rank']}. {d['name']} — evidence"):
             st.write(d["rationale"])
             for e in d["evidence"]:
-                st.markdown(f"- {e['finding']} (`{e['source_id']}`)")
+                st.markdown(f"- patient: *{e['patient_finding']}* ↔ {e['finding']} "
+                            f"(`{e['source_id']}`, similarity {e['similarity']:.2f})")
+    if result["similar_cases"]:
+        st.subheader("Similar published cases")
+        for c in result["similar_cases"]:
+            st.markdown(f"- `{c['source_id']}` {c['title']}")
     st.subheader("Next steps")
     for step in result["next_steps"]:
         st.markdown(f"- {step}")

@@ -1,0 +1,125 @@
+"""``/v1/diagnose`` latency and tokens/s against plain ``transformers`` ``generate``, in one run.
+
+For each held-out case (the recipe's test split) the baseline is the bare
+model call: the same retrieved-candidate prompt, chat template, greedy
+``generate`` with the serving token cap. The served side is a real uvicorn on
+127.0.0.1 answering ``POST /v1/diagnose`` over HTTP (validation, red-flag
+rules, retrieval, generation, answer matching, evidence). The two alternate
+case by case, so machine noise hits both alike. A second phase sends the
+cases from ``--concurrency`` clients at once to show queueing and 503s.
+
+    python benchmarks/serve_latency.py [--config FILE] [--cases 20] [--concurrency 4]
+
+Prints a table and writes ``<output_dir>/bench/serve_latency.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from conftest import running  # noqa: E402  (a uvicorn on a free 127.0.0.1 port)
+
+from medllm.cli import DEFAULT_CONFIG  # noqa: E402
+from medllm.config import load_config  # noqa: E402
+from medllm.data import load_index, load_split  # noqa: E402
+from medllm.io import atomic_write_json  # noqa: E402
+from medllm.prompts import build_messages, describe_candidate  # noqa: E402
+from medllm.retrieval import split_findings  # noqa: E402
+from medllm.serve import PatientCase, create_app, load_backend  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summary(latencies: list[float], tokens: list[int]) -> dict:
+    return {"n": len(latencies), "p50_s": round(statistics.median(latencies), 3),
+            "p95_s": round(percentile(latencies, 0.95), 3),
+            "tokens_per_s_median": round(statistics.median(t / s for t, s in zip(tokens, latencies)), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+
+    config = load_config(args.config)
+    rows = load_split(config.data_dir, "test").shuffle(seed=0).select(range(args.cases))
+    engine = load_backend(config)
+    index, cases_index = load_index(config)
+    app = create_app(engine, index, config, cases_index)
+    bodies = [PatientCase(symptoms=split_findings(v)[:40]).model_dump(exclude_none=True) for v in rows["vignette"]]
+
+    def baseline(body: dict) -> tuple[float, int]:
+        """The same prompt the server builds, timed from chat template to decoded answer."""
+        vignette = PatientCase(**body).vignette()
+        hits = index.search(vignette, config.data.num_candidates)
+        messages = build_messages(vignette, [describe_candidate(d) for d, _ in hits], config.data.differential_size)
+        started = time.perf_counter()
+        _, n_tokens = engine.complete(messages)
+        return time.perf_counter() - started, n_tokens
+
+    plain = {"latency": [], "tokens": []}
+    served = {"latency": [], "tokens": []}
+    with running(app) as url, httpx.Client(base_url=url, timeout=600) as client:
+        client.post("/v1/diagnose", json=bodies[0]).raise_for_status()  # warm-up
+        for body in bodies:
+            seconds, n_tokens = baseline(body)
+            plain["latency"].append(seconds), plain["tokens"].append(n_tokens)
+            started = time.perf_counter()
+            response = client.post("/v1/diagnose", json=body)
+            response.raise_for_status()
+            served["latency"].append(time.perf_counter() - started)
+            served["tokens"].append(response.json()["completion_tokens"])
+
+        def one(body: dict) -> tuple[int, float]:
+            started = time.perf_counter()
+            status = httpx.post(f"{url}/v1/diagnose", json=body, timeout=600).status_code
+            return status, time.perf_counter() - started
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            results = list(pool.map(one, bodies))
+        wall = time.perf_counter() - started
+
+    ok = [s for status, s in results if status == 200]
+    report = {
+        "protocol": f"{args.cases} test-split cases of {config.data_dir}, alternating baseline and served; "
+                    f"greedy, max_new_tokens {config.serve.max_new_tokens}; model {engine.name}, "
+                    f"adapter {engine.adapter}; torch threads {torch.get_num_threads()}",
+        "baseline_generate": summary(plain["latency"], plain["tokens"]),
+        "served_diagnose": summary(served["latency"], served["tokens"]),
+        "served_over_baseline_p50": round(statistics.median(served["latency"]) / statistics.median(plain["latency"]), 3),
+        "concurrent": {"clients": args.concurrency, "max_pending": config.serve.max_pending,
+                       "ok": len(ok), "busy_503": sum(status == 503 for status, _ in results),
+                       "other": sorted({status for status, _ in results} - {200, 503}),
+                       "p50_s": round(statistics.median(ok), 3) if ok else None,
+                       "p95_s": round(percentile(ok, 0.95), 3) if ok else None,
+                       "requests_per_s": round(len(ok) / wall, 3)},
+    }
+    atomic_write_json(config.output_dir / "bench" / "serve_latency.json", report)
+    print(json.dumps(report, indent=2))
+    print("\n| path | n | p50 s | p95 s | tokens/s (median) |\n| --- | --- | --- | --- | --- |")
+    for name in ("baseline_generate", "served_diagnose"):
+        r = report[name]
+        print(f"| {name} | {r['n']} | {r['p50_s']} | {r['p95_s']} | {r['tokens_per_s_median']} |")
+    print(f"\nserved / baseline p50: {report['served_over_baseline_p50']}x")
+
+
+if __name__ == "__main__":
+    main()
