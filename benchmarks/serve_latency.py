@@ -8,7 +8,9 @@ rules, retrieval, generation, answer matching, evidence). The two alternate
 case by case, so machine noise hits both alike. A second phase sends the
 cases from ``--concurrency`` clients at once to show queueing and 503s.
 
-    python benchmarks/serve_latency.py [--config FILE] [--cases 20] [--concurrency 4]
+    python benchmarks/serve_latency.py [--config FILE] [--cases 20] [--concurrency 4] [--section.field VALUE ...]
+
+e.g. on the demo run: ``--output_dir runs/demo``.
 
 Prints a table and writes ``<output_dir>/bench/serve_latency.json``.
 """
@@ -31,7 +33,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import running  # noqa: E402  (a uvicorn on a free 127.0.0.1 port)
 
-from medllm.cli import DEFAULT_CONFIG  # noqa: E402
+from medllm.cli import DEFAULT_CONFIG, parse_overrides  # noqa: E402
 from medllm.config import load_config  # noqa: E402
 from medllm.data import load_index, load_split  # noqa: E402
 from medllm.io import atomic_write_json  # noqa: E402
@@ -56,9 +58,9 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=4)
-    args = parser.parse_args()
+    args, overrides = parser.parse_known_args()
 
-    config = load_config(args.config)
+    config = load_config(args.config, parse_overrides(overrides))
     rows = load_split(config.data_dir, "test").shuffle(seed=0).select(range(args.cases))
     engine = load_backend(config)
     index, cases_index = load_index(config)
