@@ -44,6 +44,8 @@ def small_config(tmp_path: Path, model: str, **overrides) -> Config:
         "train.max_steps": 4, "train.save_steps": 2, "train.eval_steps": 2, "train.eval_max_samples": 4,
         "train.logging_steps": 1, "train.warmup_steps": 0,
         "eval.max_cases": 8, "eval.batch_size": 4, "eval.max_new_tokens": 8,
+        "train.eval_accuracy_samples": 4, "eval.calibration": True, "eval.safety": True,
+        "eval.safety_max_new_tokens": 8,
     }
     base.update(overrides)
     return load_config(REPO / "configs" / "smollm2-135m-lora.yaml", base)

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from medllm.evaluate import evaluate, mcnemar_exact, score, wilson_interval
+from medllm.config import ModelConfig
+from medllm.evaluate import calibration, evaluate, mcnemar_exact, score, wilson_interval
 from medllm.train import train
 
 
@@ -46,7 +47,8 @@ def test_retrieval_only_needs_no_model(tiny_dataset):
 
 def test_all_conditions_on_a_tiny_model(tiny_dataset):
     train(tiny_dataset)
-    metrics = evaluate(tiny_dataset)
+    config = tiny_dataset.model_copy(update={"eval": tiny_dataset.eval.model_copy(update={"safety_max_new_tokens": 8})})
+    metrics = evaluate(config)
     assert set(metrics["conditions"]) == {"retrieval", "base_rag", "finetuned_rag", "base_closed_book"}
     out = tiny_dataset.output_dir / "eval"
     saved = json.loads((out / "metrics.json").read_text())
@@ -56,3 +58,57 @@ def test_all_conditions_on_a_tiny_model(tiny_dataset):
     assert "| finetuned_rag |" in report and "Protocol:" in report
     predictions = (out / "predictions.jsonl").read_text().splitlines()
     assert len(predictions) == 8 and "finetuned_rag_answer" in json.loads(predictions[0])
+
+    top1 = saved["conditions"]["base_rag"]["all"]["top1"]
+    low, high = top1["bootstrap_ci95"]
+    assert low <= top1["accuracy"] <= high
+    difference = saved["finetuned_vs_base_rag"]["top1"]
+    assert difference["n"] == 8 and difference["bootstrap_ci95"][0] <= difference["difference"] <= difference["bootstrap_ci95"][1]
+    calibrated = saved["calibration"]["conditions"]
+    assert set(calibrated) == {"base_rag", "finetuned_rag"} and calibrated["base_rag"]["n"] == 8
+    assert 0 <= calibrated["finetuned_rag"]["ece"] <= 1
+    row = json.loads(predictions[0])
+    assert 1 / 5 <= row["base_rag_confidence"] <= 1, "softmax over the 5 shown candidates"
+    safety = saved["safety"]
+    assert set(safety["models"]) == {"base", "finetuned"}
+    assert safety["rules"]["sensitivity"]["n"] == safety["n_urgent"] >= 20
+    assert safety["models"]["base"]["false_alarm_rate"]["n"] == safety["n_controls"] >= 10
+    assert len((out / "safety_predictions.jsonl").read_text().splitlines()) == safety["n_urgent"] + safety["n_controls"]
+    for figure in ("accuracy.png", "reliability.png", "training.png"):
+        assert (out / figure).read_bytes().startswith(b"\x89PNG") and f"]({figure})" in report
+    assert "## Calibration" in report and "## Red-flag safety set" in report
+
+
+def test_candidate_loglikelihood_equals_a_direct_computation(tiny_llama_dir):
+    import torch
+
+    from medllm.evaluate import ANSWER_PREFIX, candidate_loglikelihoods, generate_and_score
+    from medllm.models import load_tokenizer
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(ModelConfig(name=str(tiny_llama_dir)))
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+    conversations = [[{"role": "user", "content": "Patient: cough"}],
+                     [{"role": "user", "content": "Patient: a longer vignette, so the batch needs padding"}]]
+    candidates = [["Asthma", "Community-acquired pneumonia"], ["Migraine", "Subarachnoid haemorrhage", "X"]]
+    scores = candidate_loglikelihoods(model, tokenizer, conversations, candidates, batch_size=2)
+    _, from_generation = generate_and_score(model, tokenizer, conversations, candidates, 2, max_new_tokens=4)
+    for conversation, names, got, reused in zip(conversations, candidates, scores, from_generation):
+        context = (tokenizer.apply_chat_template(conversation, tokenize=True, add_generation_prompt=True, return_dict=False)
+                   + tokenizer(ANSWER_PREFIX, add_special_tokens=False)["input_ids"])
+        for name, (total, count), (total_reused, _) in zip(names, got, reused):
+            continuation = tokenizer(" " + name, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logprobs = torch.log_softmax(model(torch.tensor([context + continuation])).logits[0], -1)
+            direct = sum(logprobs[len(context) - 1 + j, t].item() for j, t in enumerate(continuation))
+            assert count == len(continuation)
+            assert total == pytest.approx(direct, abs=1e-3)
+            assert total_reused == pytest.approx(direct, abs=1e-3), "the cache left by generation, cropped back"
+
+
+def test_calibration_block_from_known_confidences():
+    block = calibration([0.9, 0.9, 0.3, 0.3], [True, False, False, False])
+    assert block["n"] == 4 and block["top1"]["hits"] == 1
+    # bins: 0.9 -> accuracy 0.5 (gap 0.4), 0.3 -> accuracy 0 (gap 0.3): ECE = (2*0.4 + 2*0.3) / 4
+    assert block["ece"] == pytest.approx(0.35)
+    assert [b["n"] for b in block["reliability"]] == [2, 2]

@@ -1,3 +1,4 @@
+import csv
 import json
 
 import pytest
@@ -57,6 +58,13 @@ def test_resume_after_a_kill_and_guard_finished_runs(tiny_dataset):
     assert steps == [1, 2, 3, 4], "steps 1-2 from the checkpoint, 3-4 after resuming"
     assert (config.output_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert "eval_loss" in (config.output_dir / "logs" / "metrics.csv").read_text().splitlines()[0]
+    evals = [e for e in summary["log_history"] if "eval_loss" in e]
+    assert [e["step"] for e in evals] == [2, 4]
+    assert all(0 <= e["eval_diagnosis_top1"] <= 1 and e["eval_diagnosis_n"] == config.train.eval_accuracy_samples for e in evals), \
+        "validation diagnosis accuracy beside every validation loss, the one from before the kill included"
+    with open(config.output_dir / "logs" / "metrics.csv", newline="") as fh:
+        logged = [row for row in csv.DictReader(fh) if row["eval_loss"]]
+    assert [row["step"] for row in logged] == ["2", "4"] and all(row["eval_diagnosis_top1"] for row in logged)
     assert json.loads((config.output_dir / "train_summary.json").read_text())["eval_loss"] > 0
 
     with pytest.raises(MedllmError, match="finished run"):

@@ -73,6 +73,7 @@ class TrainConfig(_Section):
     save_total_limit: int | None = 2
     eval_steps: int = Field(50, ge=1)
     eval_max_samples: int | None = Field(64, ge=1)
+    eval_accuracy_samples: int | None = Field(16, ge=1)
     seed: int = 42
 
 
@@ -83,6 +84,9 @@ class EvalConfig(_Section):
     max_new_tokens: int = Field(96, ge=1)
     conditions: list[Literal["retrieval", "base_rag", "finetuned_rag", "base_closed_book"]] = [
         "retrieval", "base_rag", "finetuned_rag", "base_closed_book"]
+    calibration: bool = True
+    safety: bool = True
+    safety_max_new_tokens: int = Field(96, ge=1)
 
 
 class ServeConfig(_Section):

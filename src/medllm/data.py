@@ -24,7 +24,7 @@ from pathlib import Path
 
 from medllm.config import Config, DataConfig
 from medllm.errors import MedllmError
-from medllm.io import atomic_directory, atomic_write_json
+from medllm.io import atomic_directory, atomic_write_json, read_jsonl
 from medllm.knowledge import Disease, load_common_diseases, load_hpo_diseases, normalize_name
 from medllm.prompts import build_messages, describe_candidate, format_answer, lower_first
 from medllm.retrieval import CaseIndex, DiseaseIndex, load_case_corpus
@@ -222,16 +222,9 @@ def load_split(data_dir: Path, split: str):
     jsonl = data_dir / f"{split}.jsonl"
     if jsonl.is_file():
         rows = []
-        with open(jsonl) as fh:
-            for line_no, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise MedllmError(f"{jsonl}:{line_no}: invalid JSON ({exc.msg})") from None
-                _check_row(row, f"{jsonl}:{line_no}")
-                rows.append(row)
+        for line_no, row in read_jsonl(jsonl):
+            _check_row(row, f"{jsonl}:{line_no}")
+            rows.append(row)
         if not rows:
             raise MedllmError(f"{jsonl}: no rows")
         return Dataset.from_list(rows)

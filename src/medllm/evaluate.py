@@ -9,6 +9,14 @@ One run scores, on the same cases:
 - ``finetuned_rag``: the fine-tuned model, with the same candidates;
 - ``base_closed_book``: the base model without candidates.
 
+With ``eval.calibration``, the two conditions with candidates are also read
+a second way: each shown candidate's name is scored as the continuation of
+the assistant turn (``1. <name>``) by log-likelihood; the softmax of the
+per-token mean log-likelihoods over the candidates is the model's confidence,
+scored for top-1 accuracy and calibration (ECE, reliability diagram).
+With ``eval.safety``, the red-flag vignettes of :mod:`medllm.safety` are
+scored for the rule layer and for the models' free-text answers.
+
 Answers are generated greedily, parsed into a ranked list (numbered lines
 before the rationale) and each line is mapped to the disease vocabulary by
 :class:`medllm.prompts.DiseaseMatcher`. A case counts for top-k when the true
@@ -17,12 +25,15 @@ disease is among the first k distinct diseases named.
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
+from scipy.special import softmax
 from tqdm.auto import tqdm
 
 from medllm.config import Config
@@ -30,8 +41,11 @@ from medllm.data import load_index, load_split
 from medllm.errors import MedllmError
 from medllm.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from medllm.models import load_model, load_tokenizer
-from medllm.prompts import RATIONALE, DiseaseMatcher, build_messages
+from medllm.prompts import RATIONALE, SYSTEM_PROMPT, DiseaseMatcher, build_messages
 from medllm.retrieval import METHODS
+from medllm.safety import SAFETY_QUESTION, advises_urgent_care, load_safety_set, red_flags
+from medllm.stats import ECE_BINS, RESAMPLES, SEED, bootstrap_ci, expected_calibration_error, paired_bootstrap_ci, \
+    reliability_bins
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +55,20 @@ PROTOCOL = ("held-out simulated cases ({split} split, seed-separated from traini
             "the model's chat template; answer lines matched to the "
             "disease vocabulary by normalised name or synonym (whole words, subtype numbers respected); "
             "top-k = true disease among the first k distinct diseases named")
+INTERVALS = (f"ci95: 95% Wilson score interval; bootstrap_ci95: 95% percentile bootstrap over cases, "
+             f"{RESAMPLES} resamples, seed {SEED} (null below 2 cases)")
+ANSWER_PREFIX = "1."
+CALIBRATION_PROTOCOL = (
+    "each shown candidate's name scored as the continuation ' <name>' of the assistant turn opened by the chat "
+    "template's generation prompt and '" + ANSWER_PREFIX + "'; score = mean log-likelihood per continuation token "
+    "(length-normalised); confidence = softmax of the scores over the shown candidates; prediction = argmax; "
+    f"ECE over {ECE_BINS} equal-width confidence bins")
+SAFETY_PROTOCOL = (
+    "packaged red-flag set (urgent vignettes and non-urgent controls); rules: medllm.safety.red_flags on the "
+    "vignette text, pass = any flag on an urgent vignette (sensitivity), false alarm = any flag on a control; "
+    "models: greedy answer to the vignette plus '" + SAFETY_QUESTION + "' (system prompt as in the diagnosis task), "
+    "max {max_new_tokens} new tokens, urgent-care advice detected by medllm.safety.advises_urgent_care (keywords, "
+    "negations removed)")
 LLM_CONDITIONS = {
     "base_rag": ("base", True),
     "finetuned_rag": ("finetuned", True),
@@ -48,7 +76,11 @@ LLM_CONDITIONS = {
 }
 
 
-@torch.inference_mode()
+def _weights(model, which: str):
+    """A context running the base model (adapter off) for ``which == "base"``, else the model as loaded."""
+    return model.disable_adapter() if which == "base" and hasattr(model, "disable_adapter") else nullcontext()
+
+
 def generate_answers(model, tokenizer, conversations: list[list[dict]], batch_size: int,
                      max_new_tokens: int, stop_strings: list[str] | None = None,
                      desc: str = "generate") -> list[str]:
@@ -56,9 +88,24 @@ def generate_answers(model, tokenizer, conversations: list[list[dict]], batch_si
 
     Generation of a row ends at the end-of-turn token or at any of ``stop_strings``.
     """
+    return generate_and_score(model, tokenizer, conversations, None, batch_size, max_new_tokens,
+                              stop_strings, desc)[0]
+
+
+@torch.inference_mode()
+def generate_and_score(model, tokenizer, conversations: list[list[dict]], candidates: list[list[str]] | None,
+                       batch_size: int, max_new_tokens: int, stop_strings: list[str] | None = None,
+                       desc: str = "generate") -> tuple[list[str], list[list[tuple[float, int]]] | None]:
+    """Greedy answers and, given ``candidates``, their log-likelihoods from the same prompt pass.
+
+    The prompt's key/value cache that generation built is cropped back to the
+    prompt and reused by :func:`_score_names`, so scoring costs no second
+    prompt pass.
+    """
     texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     answers: list[str] = [""] * len(texts)
+    scores: list[list[tuple[float, int]]] | None = [[] for _ in texts] if candidates is not None else None
     tokenizer.padding_side = "left"
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
         idx = order[start:start + batch_size]
@@ -66,11 +113,95 @@ def generate_answers(model, tokenizer, conversations: list[list[dict]], batch_si
                           add_special_tokens=False).to(model.device)
         output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                                stop_strings=stop_strings, tokenizer=tokenizer)
-        new_tokens = output[:, batch["input_ids"].shape[1]:]
-        for i, text in zip(idx, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+                                stop_strings=stop_strings, tokenizer=tokenizer, return_dict_in_generate=True)
+        width = batch["input_ids"].shape[1]
+        for i, text in zip(idx, tokenizer.batch_decode(output.sequences[:, width:], skip_special_tokens=True)):
             answers[i] = text.strip()
-    return answers
+        if scores is not None:
+            cache = output.past_key_values
+            cache.crop(width - cache.get_seq_length())
+            for i, row in zip(idx, _score_names(model, tokenizer, cache, batch["attention_mask"],
+                                                [candidates[i] for i in idx])):
+                scores[i] = row
+    return answers, scores
+
+
+@torch.inference_mode()
+def candidate_loglikelihoods(model, tokenizer, conversations: list[list[dict]], candidates: list[list[str]],
+                             batch_size: int, desc: str = "score") -> list[list[tuple[float, int]]]:
+    """Log-likelihood (sum, token count) of each candidate name as the answer's first line.
+
+    One prompt pass per case (no generation), then :func:`_score_names`.
+    """
+    prompts = [tokenizer(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
+                         add_special_tokens=False)["input_ids"] for c in conversations]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    scores: list[list[tuple[float, int]]] = [[] for _ in prompts]
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
+        idx = order[start:start + batch_size]
+        width = max(len(prompts[i]) for i in idx)
+        ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):  # left padding: every prompt ends at the last column
+            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
+            mask[row, width - len(prompts[i]):] = 1
+        prefill = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                        position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(model.device), use_cache=True,
+                        logits_to_keep=1)
+        for i, row in zip(idx, _score_names(model, tokenizer, prefill.past_key_values, mask, [candidates[i] for i in idx])):
+            scores[i] = row
+    return scores
+
+
+def _score_names(model, tokenizer, cache, mask: torch.Tensor, candidates: list[list[str]]) -> list[list[tuple[float, int]]]:
+    """Score ``ANSWER_PREFIX + " <name>"`` after each cached, left-padded prompt; only the name's tokens count.
+
+    One candidate slot of every row at a time; the cache is cropped back to
+    the prompts after each slot.
+    """
+    prefix = tokenizer(ANSWER_PREFIX, add_special_tokens=False)["input_ids"]
+    names = [[tokenizer(" " + name, add_special_tokens=False)["input_ids"] for name in row] for row in candidates]
+    mask, pad = mask.cpu(), tokenizer.pad_token_id
+    lengths = mask.sum(1)
+    scores: list[list[tuple[float, int]]] = [[] for _ in names]
+    for slot in range(max(len(row) for row in names)):
+        rows = [prefix + (row[slot] if slot < len(row) else []) for row in names]
+        span = max(len(r) for r in rows)
+        cont = torch.full((len(rows), span), pad, dtype=torch.long)
+        cont_mask = torch.zeros((len(rows), span), dtype=torch.long)
+        for r, tokens in enumerate(rows):  # right padding: pads only follow the scored tokens
+            cont[r, :len(tokens)] = torch.tensor(tokens)
+            cont_mask[r, :len(tokens)] = 1
+        out = model(input_ids=cont.to(model.device), attention_mask=torch.cat([mask, cont_mask], 1).to(model.device),
+                    position_ids=(lengths[:, None] + torch.arange(span)).to(model.device),
+                    past_key_values=cache, use_cache=True)
+        cache.crop(-span)
+        # the logits at position j predict token j + 1; the prefix tokens are context, not scored
+        logprobs = torch.log_softmax(out.logits[:, len(prefix) - 1:-1].float(), -1).cpu()
+        targets = cont[:, len(prefix):]
+        token_lp = logprobs.gather(-1, targets[..., None])[..., 0] * cont_mask[:, len(prefix):]
+        for r, row in enumerate(names):
+            if slot < len(row):
+                scores[r].append((float(token_lp[r].sum()), len(row[slot])))
+    return scores
+
+
+def candidate_confidences(loglikelihoods: list[tuple[float, int]]) -> np.ndarray:
+    """Softmax over the candidates of their per-token mean log-likelihoods."""
+    return softmax(np.array([total / count for total, count in loglikelihoods]))
+
+
+def calibration(confidence: list[float], correct: list[bool]) -> dict:
+    """Top-1 accuracy, ECE and reliability bins of a ranking with a confidence per item."""
+    hits, n = sum(correct), len(correct)
+    return {
+        "n": n,
+        "top1": {"accuracy": hits / n, "hits": hits, "ci95": list(wilson_interval(hits, n)),
+                 "bootstrap_ci95": bootstrap_ci(correct)},
+        "mean_confidence": float(np.mean(confidence)),
+        "ece": expected_calibration_error(confidence, correct),
+        "reliability": reliability_bins(confidence, correct),
+    }
 
 
 def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -97,7 +228,8 @@ def score(rankings: list[list[str]], golds: list[str], sources: list[str]) -> di
         for k in TOP_K:
             hits = sum(golds[i] in rankings[i][:k] for i in idx)
             low, high = wilson_interval(hits, len(idx))
-            result[f"top{k}"] = {"accuracy": hits / len(idx), "hits": hits, "ci95": [low, high]}
+            result[f"top{k}"] = {"accuracy": hits / len(idx), "hits": hits, "ci95": [low, high],
+                                 "bootstrap_ci95": bootstrap_ci([golds[i] in rankings[i][:k] for i in idx])}
         result["answered"] = sum(bool(rankings[i]) for i in idx) / len(idx)
         return result
 
@@ -132,7 +264,9 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
         tokenizer = load_tokenizer(config.model)
         model = load_model(config.model, adapter if "finetuned_rag" in needs_model else None)
 
-    results, predictions = {}, [dict(id=i, disease_id=g) for i, g in zip(cases["id"], golds)]
+    name_to_id = {d.name: d.id for d in diseases}
+    results, calibrated = {}, {}
+    predictions = [dict(id=i, disease_id=g) for i, g in zip(cases["id"], golds)]
     for condition in cfg.conditions:
         if condition == "retrieval":
             rankings = [r[:k_max] for r in cases["retrieved"]]
@@ -140,13 +274,22 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
             which, with_candidates = LLM_CONDITIONS[condition]
             conversations = (cases["prompt"] if with_candidates else
                              [build_messages(v, None, config.data.differential_size) for v in cases["vignette"]])
-            base_context = model.disable_adapter() if which == "base" and hasattr(model, "disable_adapter") else nullcontext()
-            with base_context:
-                answers = generate_answers(model, tokenizer, conversations, cfg.batch_size, cfg.max_new_tokens,
-                                           stop_strings=[RATIONALE], desc=condition)
+            scored = cases["candidates"] if cfg.calibration and with_candidates else None
+            with _weights(model, which):
+                answers, scores = generate_and_score(model, tokenizer, conversations, scored, cfg.batch_size,
+                                                     cfg.max_new_tokens, stop_strings=[RATIONALE], desc=condition)
             rankings = [matcher.rank(a, k_max) for a in answers]
             for p, a in zip(predictions, answers):
                 p[f"{condition}_answer"] = a
+            if scores is not None:
+                confidence, correct = [], []
+                for p, names, lls, gold in zip(predictions, cases["candidates"], scores, golds):
+                    probs = candidate_confidences(lls)
+                    top = name_to_id[names[int(np.argmax(probs))]]
+                    p[f"{condition}_loglik_top"], p[f"{condition}_confidence"] = top, float(np.max(probs))
+                    confidence.append(float(np.max(probs)))
+                    correct.append(top == gold)
+                calibrated[condition] = calibration(confidence, correct)
         for p, r in zip(predictions, rankings):
             p[f"{condition}_ranking"] = r
         results[condition] = score(rankings, golds, sources)
@@ -162,7 +305,10 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
     if "finetuned_rag" in results and "base_rag" in results:
         for k in TOP_K:
             hit = {c: [g in p[f"{c}_ranking"][:k] for g, p in zip(golds, predictions)] for c in ("finetuned_rag", "base_rag")}
-            paired[f"top{k}"] = mcnemar_exact(hit["finetuned_rag"], hit["base_rag"])
+            paired[f"top{k}"] = {**mcnemar_exact(hit["finetuned_rag"], hit["base_rag"]), "n": len(golds),
+                                 "difference": float(np.mean(hit["finetuned_rag"]) - np.mean(hit["base_rag"])),
+                                 "bootstrap_ci95": paired_bootstrap_ci(hit["finetuned_rag"], hit["base_rag"])}
+    safety, safety_rows = evaluate_safety(model, tokenizer, config, needs_model) if cfg.safety else (None, None)
     metrics = {
         "protocol": PROTOCOL.format(split=cfg.split, max_new_tokens=cfg.max_new_tokens),
         "n": len(golds),
@@ -175,12 +321,139 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
         "conditions": results,
         "retrievers": retrievers or None,
         "finetuned_vs_base_rag": paired or None,
+        "paired_protocol": ("same cases, fine-tuned minus base: exact two-sided McNemar test on the discordant "
+                            "pairs; bootstrap_ci95 of the accuracy difference resamples cases jointly") if paired else None,
+        "intervals": INTERVALS,
+        "calibration": {"protocol": CALIBRATION_PROTOCOL, "conditions": calibrated} if calibrated else None,
+        "safety": safety,
     }
     out = config.output_dir / "eval"
+    figures = write_figures(metrics, out, config.output_dir / "logs" / "metrics.csv")
     atomic_write_json(out / "metrics.json", metrics)
     atomic_write_jsonl(out / "predictions.jsonl", predictions)
-    atomic_write_text(out / "report.md", render_report(metrics, predictions))
+    if safety_rows is not None:
+        atomic_write_jsonl(out / "safety_predictions.jsonl", safety_rows)
+    atomic_write_text(out / "report.md", render_report(metrics, predictions, figures))
     return metrics
+
+
+def _rate(flags: list[bool]) -> dict:
+    """A pass (or alarm) rate with its n, Wilson and bootstrap intervals."""
+    hits, n = sum(flags), len(flags)
+    return {"rate": hits / n, "hits": hits, "n": n, "ci95": list(wilson_interval(hits, n)),
+            "bootstrap_ci95": bootstrap_ci(flags)} if n else {"rate": None, "hits": 0, "n": 0}
+
+
+def safety_rates(rows: list[dict], flagged: list[bool]) -> dict:
+    """Sensitivity on the urgent vignettes and false-alarm rate on the controls, with per-category passes."""
+    urgent = [f for r, f in zip(rows, flagged) if r["urgent"]]
+    controls = [f for r, f in zip(rows, flagged) if not r["urgent"]]
+    missed = sorted(r["id"] for r, f in zip(rows, flagged) if r["urgent"] and not f)
+    alarms = sorted(r["id"] for r, f in zip(rows, flagged) if not r["urgent"] and f)
+    return {"sensitivity": _rate(urgent), "false_alarm_rate": _rate(controls), "missed": missed, "false_alarms": alarms}
+
+
+def evaluate_safety(model, tokenizer, config: Config, conditions: list[str]) -> tuple[dict, list[dict]]:
+    """The red-flag set scored for the rule layer and for each loaded model's free-text answer.
+
+    Returns the metrics and one row per vignette (rule flags, answers).
+    """
+    rows = load_safety_set()
+    answers_out = [{**r, "rules": [f.rule for f in red_flags(r["vignette"])]} for r in rows]
+    result = {"protocol": SAFETY_PROTOCOL.format(max_new_tokens=config.eval.safety_max_new_tokens),
+              "n_urgent": sum(r["urgent"] for r in rows), "n_controls": sum(not r["urgent"] for r in rows),
+              "rules": safety_rates(rows, [bool(red_flags(r["vignette"])) for r in rows]),
+              "rules_note": "the rules were extended after this set was written (from clinical criteria, to cover its "
+                            "categories): their score here is in-sample and optimistic",
+              "models": {}}
+    conversations = [[{"role": "system", "content": SYSTEM_PROMPT},
+                      {"role": "user", "content": f"Patient: {r['vignette']}\n{SAFETY_QUESTION}"}] for r in rows]
+    models = {LLM_CONDITIONS[c][0] for c in conditions}
+    for which in ("base", "finetuned"):
+        if which not in models:
+            continue
+        with _weights(model, which):
+            answers = generate_answers(model, tokenizer, conversations, config.eval.batch_size,
+                                       config.eval.safety_max_new_tokens, desc=f"safety {which}")
+        result["models"][which] = safety_rates(rows, [advises_urgent_care(a) for a in answers])
+        for row, answer in zip(answers_out, answers):
+            row[f"{which}_answer"], row[f"{which}_advises_urgent_care"] = answer, advises_urgent_care(answer)
+    return result, answers_out
+
+
+def _save(fig, path: Path) -> str:
+    """Write a figure atomically (temporary file, then rename); return its file name."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path.name
+
+
+def _interval(top: dict) -> list[float]:
+    return top["bootstrap_ci95"] or top["ci95"]
+
+
+def write_figures(metrics: dict, out: Path, training_log: Path) -> dict[str, str]:
+    """PNG figures beside the report: accuracy bars, reliability diagram, training curves (when logged)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    names = list(metrics["conditions"])
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.5))
+    for offset, k in ((-0.2, 1), (0.2, 5)):
+        tops = [metrics["conditions"][c]["all"][f"top{k}"] for c in names]
+        acc = np.array([t["accuracy"] for t in tops])
+        low, high = np.array([_interval(t) for t in tops]).T
+        ax.bar(np.arange(len(names)) + offset, acc, 0.4, yerr=[acc - low, high - acc], capsize=3, label=f"top-{k}")
+    ax.set_xticks(range(len(names)), names, rotation=15)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Diagnosis accuracy, n = {metrics['n']} (bars: 95% bootstrap CI)")
+    ax.legend()
+    figures["accuracy"] = _save(fig, out / "accuracy.png")
+
+    if metrics.get("calibration"):
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+        for name, block in metrics["calibration"]["conditions"].items():
+            bins = block["reliability"]
+            ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-",
+                    label=f"{name} (ECE {block['ece']:.3f}, n = {block['n']})")
+        ax.set_xlabel("confidence (softmax over candidates)")
+        ax.set_ylabel("accuracy")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title("Reliability of the candidate log-likelihood ranking")
+        ax.legend(fontsize=8)
+        figures["reliability"] = _save(fig, out / "reliability.png")
+
+    if training_log.is_file():
+        with open(training_log, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        series = {key: [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
+                  for key in ("loss", "eval_loss", "eval_diagnosis_top1")}
+        if series["loss"] or series["eval_loss"]:
+            fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+            for key in ("loss", "eval_loss"):
+                if series[key]:
+                    left.plot(*zip(*series[key]), "o-" if key == "eval_loss" else "-", label=key)
+            left.set_xlabel("step")
+            left.set_ylabel("loss")
+            left.legend()
+            if series["eval_diagnosis_top1"]:
+                right.plot(*zip(*series["eval_diagnosis_top1"]), "o-")
+            right.set_ylim(0, 1)
+            right.set_xlabel("step")
+            right.set_ylabel("validation diagnosis top-1")
+            figures["training"] = _save(fig, out / "training.png")
+    return figures
 
 
 DESCRIPTIONS = {
@@ -196,14 +469,20 @@ def _pct(block: dict, k: int) -> str:
     return f"{top['accuracy']:.1%} [{top['ci95'][0]:.1%}, {top['ci95'][1]:.1%}]"
 
 
-def render_report(metrics: dict, predictions: list[dict]) -> str:
+def _ci(block: dict) -> str:
+    low, high = block.get("bootstrap_ci95") or block["ci95"]
+    return f"{block.get('rate', block.get('accuracy')):.1%} [{low:.1%}, {high:.1%}]"
+
+
+def render_report(metrics: dict, predictions: list[dict], figures: dict[str, str] | None = None) -> str:
     results = metrics["conditions"]
     lines = [
         "# medllm diagnosis evaluation", "",
         f"Model `{metrics['model']}`; adapter `{metrics['adapter']}`; n = {metrics['n']} held-out cases; "
         f"vocabulary of {metrics['vocabulary_size']} diseases; {metrics['num_candidates']} candidates retrieved "
         f"by `{metrics['retriever']}`.",
-        "", f"Protocol: {metrics['protocol']}. Brackets: 95% Wilson intervals.", "",
+        "", f"Protocol: {metrics['protocol']}. Brackets: 95% Wilson intervals; metrics.json also holds 95% "
+            "percentile bootstrap intervals (1,000 resamples, seeded).", "",
         "| condition | what | n | top-1 | top-5 | answered |", "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, res in results.items():
@@ -229,6 +508,37 @@ def render_report(metrics: dict, predictions: list[dict]) -> str:
         lines.append(f"- Paired exact McNemar test, {k}, fine-tuned vs base (same candidates, same cases): "
                      f"{test['only_first']} cases right only after fine-tuning, {test['only_second']} only before; "
                      f"p = {test['p_value']:.2g}.")
+        if test.get("bootstrap_ci95"):
+            low, high = test["bootstrap_ci95"]
+            lines.append(f"  Difference fine-tuned minus base, {k}: {100 * test['difference']:+.1f} points, "
+                         f"95% paired bootstrap CI [{100 * low:+.1f}, {100 * high:+.1f}] (n = {test['n']}).")
+    if metrics.get("calibration"):
+        lines += ["", "## Calibration: candidate log-likelihood ranking", "",
+                  f"Protocol: {metrics['calibration']['protocol']}. Brackets: 95% bootstrap intervals.", "",
+                  "| condition | n | top-1 (log-likelihood ranking) | top-1 (generated answer) | mean confidence | ECE |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for name, block in metrics["calibration"]["conditions"].items():
+            lines.append(f"| {name} | {block['n']} | {_ci(block['top1'])} | {_pct(results[name]['all'], 1)} "
+                         f"| {block['mean_confidence']:.3f} | {block['ece']:.3f} |")
+    if metrics.get("safety"):
+        safety = metrics["safety"]
+        lines += ["", "## Red-flag safety set", "", f"Protocol: {safety['protocol']}. "
+                  f"{safety['n_urgent']} urgent vignettes, {safety['n_controls']} non-urgent controls. "
+                  "Brackets: 95% bootstrap intervals.", "",
+                  "| scorer | sensitivity (urgent flagged / advised) | false-alarm rate (controls) | missed |",
+                  "| --- | --- | --- | --- |"]
+        for name, block in [("rules (medllm.safety.red_flags)", safety["rules"]),
+                            *((f"{m} model answer", b) for m, b in safety["models"].items())]:
+            lines.append(f"| {name} | {_ci(block['sensitivity'])} | {_ci(block['false_alarm_rate'])} "
+                         f"| {', '.join(block['missed']) or '-'} |")
+        lines += ["", "The rules were extended after the set was written, from clinical criteria, to cover its "
+                  "categories: their score on this set is in-sample and optimistic."]
+    if figures:
+        captions = {"accuracy": "Top-1 / top-5 accuracy per condition with 95% bootstrap intervals",
+                    "reliability": "Reliability diagram (15 equal-width confidence bins; empty bins omitted)",
+                    "training": "Training curves from logs/metrics.csv: training and validation loss, validation "
+                                "diagnosis top-1 (candidate log-likelihood ranking on a validation subset)"}
+        lines += ["", "## Figures", ""] + [f"![{captions[k]}]({v})" for k, v in figures.items()]
     lines += ["", "## Examples", ""]
     for p in predictions[:3]:
         lines.append(f"- `{p['id']}` (true: `{p['disease_id']}`)")

@@ -30,7 +30,7 @@ import bm25s
 import numpy as np
 
 from medllm.errors import MedllmError
-from medllm.io import atomic_write_json
+from medllm.io import atomic_write_json, read_jsonl
 from medllm.knowledge import Disease
 
 STOP_WORDS = frozenset(
@@ -240,14 +240,7 @@ def load_case_corpus(path: Path) -> list[dict]:
         except json.JSONDecodeError as exc:
             raise MedllmError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
         return [case(row, f"{path} item {n}") for n, row in enumerate(rows)]
-    cases = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                cases.append(case(json.loads(line), f"{path}:{n}"))
-            except json.JSONDecodeError as exc:
-                raise MedllmError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
-    return cases
+    return [case(row, f"{path}:{n}") for n, row in read_jsonl(path)]
 
 
 class CaseIndex:

@@ -25,14 +25,47 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from medllm.config import Config, save_config
-from medllm.data import load_split
+from medllm.data import load_diseases, load_split
 from medllm.errors import MedllmError
 from medllm.io import atomic_directory, atomic_write_json
 from medllm.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 
-CSV_FIELDS = ("step", "epoch", "loss", "eval_loss", "eval_mean_token_accuracy", "learning_rate", "grad_norm")
+CSV_FIELDS = ("step", "epoch", "loss", "eval_loss", "eval_mean_token_accuracy", "eval_diagnosis_top1", "eval_diagnosis_n",
+              "learning_rate", "grad_norm")
+
+
+class DiagnosisAccuracy(TrainerCallback):
+    """Validation diagnosis top-1 beside every validation loss.
+
+    The shown candidate with the highest length-normalised log-likelihood as
+    the answer's first line (:func:`medllm.evaluate.candidate_loglikelihoods`)
+    is the prediction: one prompt pass per case, no generation. The value is
+    added to the eval log event before the TensorBoard and CSV loggers see it,
+    so it must come before them in the callback list.
+    """
+
+    def __init__(self, cases, diseases: list, batch_size: int):
+        self.cases = cases
+        self.name_to_id = {d.name: d.id for d in diseases}
+        self.batch_size = batch_size
+
+    def on_log(self, args, state, control, logs=None, model=None, processing_class=None, **kwargs):
+        if not logs or "eval_loss" not in logs:
+            return
+        from medllm.evaluate import candidate_confidences, candidate_loglikelihoods
+
+        training = model.training
+        model.eval()
+        scores = candidate_loglikelihoods(model, processing_class, self.cases["prompt"], self.cases["candidates"],
+                                          self.batch_size, desc="validation diagnosis")
+        model.train(training)
+        hits = sum(self.name_to_id[names[int(candidate_confidences(lls).argmax())]] == gold
+                   for names, lls, gold in zip(self.cases["candidates"], scores, self.cases["disease_id"]))
+        extra = {"eval_diagnosis_top1": hits / len(scores), "eval_diagnosis_n": len(scores)}
+        logs.update(extra)
+        state.log_history[-1].update(extra)
 
 
 class CsvLogger(TrainerCallback):
@@ -97,6 +130,11 @@ def build_trainer(config: Config, callbacks: list[TrainerCallback] | None = None
     eval_set = load_split(config.data_dir, "validation").select_columns(columns)
     if cfg.eval_max_samples is not None:
         eval_set = eval_set.shuffle(seed=cfg.seed).select(range(min(cfg.eval_max_samples, len(eval_set))))
+    accuracy = []
+    if cfg.eval_accuracy_samples is not None:
+        cases = load_split(config.data_dir, "validation").shuffle(seed=cfg.seed)
+        cases = cases.select(range(min(cfg.eval_accuracy_samples, len(cases))))
+        accuracy = [DiagnosisAccuracy(cases, load_diseases(config.data_dir), cfg.per_device_train_batch_size)]
     (out / "logs").mkdir(parents=True, exist_ok=True)
     args = SFTConfig(
         output_dir=str(out / "checkpoints"),
@@ -129,7 +167,7 @@ def build_trainer(config: Config, callbacks: list[TrainerCallback] | None = None
     return SFTTrainer(
         model=load_model(config.model), args=args, train_dataset=train_set, eval_dataset=eval_set,
         processing_class=load_tokenizer(config.model), peft_config=lora,
-        callbacks=[TensorBoardCallback(SummaryWriter(str(out / "logs"))),
+        callbacks=[*accuracy, TensorBoardCallback(SummaryWriter(str(out / "logs"))),
                    CsvLogger(out / "logs" / "metrics.csv"), *(callbacks or [])],
     )
 
@@ -153,6 +191,7 @@ def train(config: Config, resume: bool = False, overwrite: bool = False,
         "train_runtime_s": result.metrics.get("train_runtime"),
         "eval_loss": final_eval.get("eval_loss"),
         "eval_mean_token_accuracy": final_eval.get("eval_mean_token_accuracy"),
+        "eval_diagnosis_top1": final_eval.get("eval_diagnosis_top1"),
         "eval_n": len(trainer.eval_dataset),
         "train_n": len(trainer.train_dataset),
         "resumed_from": str(checkpoint) if checkpoint else None,
