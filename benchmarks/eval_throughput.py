@@ -6,7 +6,7 @@ Two paths of ``medllm eval`` on the embedded SmolLM2-135M (float32):
   log-likelihood, 0-shot) on a seeded subset of the MMLU medical questions,
   at batch sizes 1, 8 and 32; the log-likelihoods of every batch size are
   compared with batch 1 (they must agree);
-- diagnosis generation (:func:`medllm.evaluate.generate_answers`, greedy, the
+- diagnosis generation (:func:`medllm.generation.generate_answers`, greedy, the
   chat template) on held-out prompts of an existing dataset, batched against
   batch 1; skipped with a message when the dataset folder is missing.
 
@@ -34,7 +34,7 @@ import torch
 
 from medllm.config import load_config
 from medllm.data import load_split
-from medllm.evaluate import generate_answers
+from medllm.generation import generate_answers
 from medllm.io import atomic_write_json
 from medllm.mcq import evaluate_mcq, load_benchmark
 from medllm.models import load_model, load_tokenizer

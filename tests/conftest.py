@@ -45,7 +45,8 @@ def small_config(tmp_path: Path, model: str, **overrides) -> Config:
         "train.logging_steps": 1, "train.warmup_steps": 0,
         "eval.max_cases": 8, "eval.batch_size": 4, "eval.max_new_tokens": 8,
         "train.eval_accuracy_samples": 4, "eval.calibration": True, "eval.safety": True,
-        "eval.safety_max_new_tokens": 8,
+        "eval.safety_max_new_tokens": 8, "eval.benchmarks": ["mmlu_medical"], "eval.benchmark_max_items": 8,
+        "eval.conditions": ["retrieval", "base_rag", "finetuned_rag", "base_closed_book"],
     }
     base.update(overrides)
     return load_config(REPO / "configs" / "smollm2-135m-lora.yaml", base)

@@ -68,3 +68,78 @@ def test_saved_dataset_row_missing_a_field_names_the_row(tmp_path, tiny_dataset)
     DatasetDict({"train": broken}).save_to_disk(str(tmp_path / "dataset"))
     with pytest.raises(MedllmError, match=r"train row 4: missing field 'vignette'"):
         load_split(tmp_path, "train")
+
+
+def test_brought_sources_are_curated_beside_the_simulated_cases(tmp_path, tiny_llama_dir):
+    from medllm.curate import benchmark_texts
+    from medllm.data import build_dataset
+    from medllm.mcq import load_benchmark
+    from conftest import small_config
+
+    leaked = benchmark_texts(load_benchmark("mmlu_medical")[:1])[0]
+    patients = [{"patient_id": i, "patient_uid": f"{900 + i}-1", "PMID": str(900 + i), "file_path": "x",
+                 "title": f"Case report {i}: an unusual presentation of disease number {i}",
+                 "patient": (f"A {30 + i}-year-old woman (call 555-123-45{i:02d}) presented with fever, cough and "
+                             f"weight loss over {i + 2} weeks; imaging showed finding {i} and biopsy confirmed it."
+                             + (f" Aside: {leaked}" if i == 0 else "")),
+                 "age": [[30.0 + i, "year"]], "gender": "F", "relevant_articles": {}, "similar_patients": {}}
+                for i in range(40)]
+    patients.append(dict(patients[5], patient_uid="905-2"))  # the same summary twice in one article
+    pmc = tmp_path / "PMC-Patients.json"
+    pmc.write_text(json.dumps(patients))
+    config = small_config(tmp_path, str(tiny_llama_dir), **{
+        "data.sources": [{"source": "pmc_patients", "path": str(pmc)}],
+        "data.curation": {"fractions": {"train": 0.8, "validation": 0.1, "test": 0.1}, "min_tokens": 8}})
+    counts = build_dataset(config)
+    data_dir = config.data_dir
+    splits = {s: load_split(data_dir, s) for s in ("train", "validation", "test")}
+    pmc_rows = {s: [r for r in d if r["source"] == "pmc_patients"] for s, d in splits.items()}
+    assert sum(len(rows) for rows in pmc_rows.values()) == 39, "40 patients + 1 duplicate - 1 leaking MMLU"
+    assert counts["train"]["pmc_patients"] == len(pmc_rows["train"]) > 0
+    groups = {s: {r["group"] for r in rows} for s, rows in pmc_rows.items()}
+    assert not groups["train"] & (groups["validation"] | groups["test"]), "an article stays in one split"
+    assert all("[PHONE]" in r["prompt"][1]["content"] and "555-123" not in r["prompt"][1]["content"]
+               for rows in pmc_rows.values() for r in rows), "phone numbers scrubbed"
+    assert not any(leaked[:40] in r["prompt"][1]["content"] for rows in pmc_rows.values() for r in rows)
+    simulated = [r for r in splits["test"] if r["task"] == "differential"]
+    assert len(simulated) == 157 and all(r["candidates"] for r in simulated), "the simulated cases keep their fields"
+    card = json.loads((data_dir / "data_card.json").read_text())
+    assert set(card["sources"]) == {"common", "pmc_patients"}
+    assert card["report"]["steps"]["dedupe"]["dropped"]["exact_duplicate"]["pmc_patients"] == 1
+    assert card["report"]["decontamination"]["dropped"]["mmlu_medical"]["pmc_patients"] == 1
+    assert "CC BY-NC-SA 4.0" in (data_dir / "data_card.md").read_text()
+    assert (data_dir / "token_lengths.png").read_bytes().startswith(b"\x89PNG")
+
+    from medllm.evaluate import evaluate  # the diagnosis evaluation only sees the simulated cases
+    only_retrieval = config.model_copy(update={"eval": config.eval.model_copy(
+        update={"conditions": ["retrieval"], "benchmarks": [], "safety": False, "max_cases": None})})
+    assert evaluate(only_retrieval)["n"] == 157
+
+
+def test_offline_clinosim_records_join_the_dataset(tmp_path, tiny_llama_dir):
+    from conftest import small_config
+
+    from medllm.data import build_dataset
+
+    config = small_config(tmp_path, str(tiny_llama_dir), **{
+        "data.sources": [{"source": "clinosim", "patients": 40, "seed": 1}],
+        "data.curation": {"fractions": {"train": 0.6, "validation": 0.2, "test": 0.2}}})
+    build_dataset(config)
+    rows = [r for s in ("train", "validation", "test") for r in load_split(config.data_dir, s)
+            if r["source"].startswith("clinosim")]
+    assert rows and {r["task"] for r in rows} <= {"diagnosis", "qa"}
+    card = (config.data_dir / "data_card.md").read_text()
+    assert "clinosim" in card and "MIT" in card
+
+    from medllm.models import load_model, load_tokenizer
+    from medllm.qa import evaluate_qa
+
+    config = config.model_copy(update={"eval": config.eval.model_copy(update={"qa_source": "dataset",
+                                                                             "qa_max_new_tokens": 4})})
+    result, answers = evaluate_qa(load_model(config.model), load_tokenizer(config.model), config, ["base"])
+    test_qa = [r for r in load_split(config.data_dir, "test") if r["task"] == "qa"]
+    assert result["n"] == len(answers) == min(len(test_qa), config.eval.qa_max_items) > 0
+    assert {a["reference"] for a in answers} <= {r["completion"][0]["content"] for r in test_qa}
+    with pytest.raises(MedllmError, match="'pmc_patients' needs a path"):
+        build_dataset(small_config(tmp_path / "x", str(tiny_llama_dir),
+                                   **{"data.sources": [{"source": "pmc_patients"}]}))

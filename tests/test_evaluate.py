@@ -3,7 +3,8 @@ import json
 import pytest
 
 from medllm.config import ModelConfig
-from medllm.evaluate import calibration, evaluate, mcnemar_exact, score, wilson_interval
+from medllm.evaluate import evaluate, score, top1_calibration
+from medllm.stats import mcnemar_exact, wilson_interval
 from medllm.train import train
 
 
@@ -77,12 +78,18 @@ def test_all_conditions_on_a_tiny_model(tiny_dataset):
     for figure in ("accuracy.png", "reliability.png", "training.png"):
         assert (out / figure).read_bytes().startswith(b"\x89PNG") and f"]({figure})" in report
     assert "## Calibration" in report and "## Red-flag safety set" in report
+    mmlu = saved["benchmarks"]["mmlu_medical"]
+    assert mmlu["base"]["n"] == mmlu["finetuned"]["n"] == 8 and mmlu["sampled_from"] == 1089
+    assert mmlu["finetuned_vs_base"]["n"] == 8
+    assert len((out / "mmlu_medical_predictions.jsonl").read_text().splitlines()) == 8
+    assert "## Multiple-choice benchmarks" in report and "seeded sample of 1089" in report
+    assert (out / "reliability_mmlu_medical.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_candidate_loglikelihood_equals_a_direct_computation(tiny_llama_dir):
     import torch
 
-    from medllm.evaluate import ANSWER_PREFIX, candidate_loglikelihoods, generate_and_score
+    from medllm.generation import ANSWER_PREFIX, candidate_loglikelihoods
     from medllm.models import load_tokenizer
     from transformers import AutoModelForCausalLM
 
@@ -92,23 +99,47 @@ def test_candidate_loglikelihood_equals_a_direct_computation(tiny_llama_dir):
                      [{"role": "user", "content": "Patient: a longer vignette, so the batch needs padding"}]]
     candidates = [["Asthma", "Community-acquired pneumonia"], ["Migraine", "Subarachnoid haemorrhage", "X"]]
     scores = candidate_loglikelihoods(model, tokenizer, conversations, candidates, batch_size=2)
-    _, from_generation = generate_and_score(model, tokenizer, conversations, candidates, 2, max_new_tokens=4)
-    for conversation, names, got, reused in zip(conversations, candidates, scores, from_generation):
+    for conversation, names, got in zip(conversations, candidates, scores):
         context = (tokenizer.apply_chat_template(conversation, tokenize=True, add_generation_prompt=True, return_dict=False)
                    + tokenizer(ANSWER_PREFIX, add_special_tokens=False)["input_ids"])
-        for name, (total, count), (total_reused, _) in zip(names, got, reused):
+        for name, (total, count) in zip(names, got):
             continuation = tokenizer(" " + name, add_special_tokens=False)["input_ids"]
             with torch.no_grad():
                 logprobs = torch.log_softmax(model(torch.tensor([context + continuation])).logits[0], -1)
             direct = sum(logprobs[len(context) - 1 + j, t].item() for j, t in enumerate(continuation))
             assert count == len(continuation)
             assert total == pytest.approx(direct, abs=1e-3)
-            assert total_reused == pytest.approx(direct, abs=1e-3), "the cache left by generation, cropped back"
 
 
 def test_calibration_block_from_known_confidences():
-    block = calibration([0.9, 0.9, 0.3, 0.3], [True, False, False, False])
+    block = top1_calibration([0.9, 0.9, 0.3, 0.3], [True, False, False, False])
     assert block["n"] == 4 and block["top1"]["hits"] == 1
     # bins: 0.9 -> accuracy 0.5 (gap 0.4), 0.3 -> accuracy 0 (gap 0.3): ECE = (2*0.4 + 2*0.3) / 4
     assert block["ece"] == pytest.approx(0.35)
-    assert [b["n"] for b in block["reliability"]] == [2, 2]
+    assert [b["n"] for b in block["bins"]] == [2, 2]
+
+
+def test_finetuned_weights_merge_and_restore_the_base_exactly_enough(tiny_llama_dir):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from medllm.generation import weights
+    from medllm.models import load_model
+
+    model = get_peft_model(load_model(ModelConfig(name=str(tiny_llama_dir), dtype="float32")),
+                           LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)).eval()
+    ids = torch.tensor([[1, 5, 9, 13, 2]])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        adapter = model(ids).logits
+        with model.disable_adapter():
+            base = model(ids).logits
+        with weights(model, "finetuned"):
+            merged = model(ids).logits
+        with weights(model, "base"):
+            restored = model(ids).logits
+    assert not torch.allclose(adapter, base, atol=1e-3), "the random adapter changes the model"
+    torch.testing.assert_close(merged, adapter, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(restored, base, atol=1e-5, rtol=1e-5)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], atol=1e-6, rtol=1e-6)

@@ -11,11 +11,12 @@ import torch
 
 from medllm.config import ModelConfig
 from medllm.errors import MedllmError
-from medllm.mcq import (MMLU_HEADER, MMLU_MEDICAL, build_requests, calibration, encode_pair,
-                        evaluate_mcq, load_benchmark, loglikelihoods, plot_reliability, report_lines,
-                        select_shots)
+from medllm.config import EvalConfig
+from medllm.evaluate import plot_reliability
+from medllm.mcq import (MMLU_HEADER, MMLU_MEDICAL, build_requests, encode_pair, evaluate_benchmarks,
+                        evaluate_mcq, load_benchmark, loglikelihoods, report_lines, select_shots)
 from medllm.models import load_model, load_tokenizer
-from medllm.stats import bootstrap_ci
+from medllm.stats import bootstrap_ci, calibration
 
 
 def write_jsonl(path, rows):
@@ -170,8 +171,34 @@ def test_evaluate_mcq_metrics_match_predictions(tiny, files, tmp_path):
     lines = report_lines({"base": result, "finetuned": result})
     assert any(line.startswith("| **micro** | 2 |") for line in lines)
     assert sum("| Anatomy | 1 |" in line for line in lines) == 1
-    plot_reliability({"base": result["calibration"]}, tmp_path / "plots" / "reliability.png")
+    (tmp_path / "plots").mkdir()
+    plot_reliability({"base": result["calibration"]}, tmp_path / "plots" / "reliability.png", "confidence", "t")
     assert (tmp_path / "plots" / "reliability.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_evaluate_benchmarks_compares_models_on_the_same_sampled_items(tiny_llama_dir, files):
+    from peft import LoraConfig, get_peft_model
+
+    tokenizer = load_tokenizer(ModelConfig(name=str(tiny_llama_dir)))
+    base = load_model(ModelConfig(name=str(tiny_llama_dir), dtype="float32"))
+    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    cfg = EvalConfig(benchmarks=["medqa", "medmcqa"], benchmark_files={"medqa": files["medqa"], "medmcqa": files["medmcqa"]},
+                     benchmark_max_items=1, batch_size=2)
+    results, rows = evaluate_benchmarks(model, tokenizer, cfg, ["base", "finetuned"])
+    assert set(results) == {"medqa", "medmcqa"}
+    for name, result in results.items():
+        assert result["base"]["n"] == result["finetuned"]["n"] == 1 and result["sampled_from"] == 2
+        assert len(rows[name]) == 1 and {"base_pred", "finetuned_pred", "finetuned_correct"} <= rows[name][0].keys()
+        test = result["finetuned_vs_base"]
+        assert test["only_first"] + test["only_second"] <= 1 and 0 <= test["p_value"] <= 1
+    # the adapter (random B, so not a no-op) changes the log-likelihoods: the two runs are different models
+    run = evaluate_mcq(model, tokenizer, load_benchmark("medqa", files["medqa"]), batch_size=2)
+    with model.disable_adapter():
+        plain = evaluate_mcq(model, tokenizer, load_benchmark("medqa", files["medqa"]), batch_size=2)
+    assert run["predictions"][0]["loglikelihoods"] != plain["predictions"][0]["loglikelihoods"]
+    assert any("McNemar" in line for line in report_lines(results["medqa"]))
+    with pytest.raises(MedllmError, match="needs a file"):
+        evaluate_benchmarks(model, tokenizer, EvalConfig(benchmarks=["pubmedqa"]), ["base"])
 
 
 def test_ece_on_hand_made_inputs():

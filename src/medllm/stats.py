@@ -6,6 +6,7 @@ numbers carry intervals computed the same way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -77,3 +78,34 @@ def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bo
     if not total:
         raise ValueError("expected calibration error of no predictions")
     return sum(b["n"] * abs(b["accuracy"] - b["confidence"]) for b in table) / total
+
+
+def calibration(confidence: Sequence[float], correct: Sequence[bool], bins: int = ECE_BINS) -> dict:
+    """ECE, mean confidence and the reliability-diagram bins of predictions with a confidence each."""
+    if len(confidence) == 0:
+        raise ValueError("calibration of zero predictions")
+    return {"n": len(confidence), "n_bins": bins, "mean_confidence": float(np.mean(confidence)),
+            "ece": expected_calibration_error(confidence, correct, bins), "bins": reliability_bins(confidence, correct, bins)}
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion."""
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar_exact(first: list[bool], second: list[bool]) -> dict:
+    """Exact (binomial) McNemar test on paired outcomes of the same cases, two-sided."""
+    only_first = sum(a and not b for a, b in zip(first, second))
+    only_second = sum(b and not a for a, b in zip(first, second))
+    n = only_first + only_second
+    tail = sum(math.comb(n, i) for i in range(min(only_first, only_second) + 1)) / 2 ** n if n else 1.0
+    return {"only_first": only_first, "only_second": only_second, "p_value": min(1.0, 2 * tail)}
+
+
+def paired_comparison(first: Sequence[bool], second: Sequence[bool]) -> dict:
+    """First minus second on the same items: exact McNemar test, accuracy difference and its paired bootstrap CI."""
+    return {**mcnemar_exact(first, second), "n": len(first),
+            "difference": float(np.mean(first) - np.mean(second)), "bootstrap_ci95": paired_bootstrap_ci(first, second)}

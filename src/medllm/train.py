@@ -25,7 +25,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from medllm.config import Config, save_config
-from medllm.data import load_diseases, load_split
+from medllm.data import diagnosis_cases, load_diseases, load_split
 from medllm.errors import MedllmError
 from medllm.io import atomic_directory, atomic_write_json
 from medllm.models import load_model, load_tokenizer
@@ -40,7 +40,7 @@ class DiagnosisAccuracy(TrainerCallback):
     """Validation diagnosis top-1 beside every validation loss.
 
     The shown candidate with the highest length-normalised log-likelihood as
-    the answer's first line (:func:`medllm.evaluate.candidate_loglikelihoods`)
+    the answer's first line (:func:`medllm.generation.candidate_loglikelihoods`)
     is the prediction: one prompt pass per case, no generation. The value is
     added to the eval log event before the TensorBoard and CSV loggers see it,
     so it must come before them in the callback list.
@@ -54,7 +54,7 @@ class DiagnosisAccuracy(TrainerCallback):
     def on_log(self, args, state, control, logs=None, model=None, processing_class=None, **kwargs):
         if not logs or "eval_loss" not in logs:
             return
-        from medllm.evaluate import candidate_confidences, candidate_loglikelihoods
+        from medllm.generation import candidate_confidences, candidate_loglikelihoods
 
         training = model.training
         model.eval()
@@ -132,7 +132,7 @@ def build_trainer(config: Config, callbacks: list[TrainerCallback] | None = None
         eval_set = eval_set.shuffle(seed=cfg.seed).select(range(min(cfg.eval_max_samples, len(eval_set))))
     accuracy = []
     if cfg.eval_accuracy_samples is not None:
-        cases = load_split(config.data_dir, "validation").shuffle(seed=cfg.seed)
+        cases = diagnosis_cases(load_split(config.data_dir, "validation")).shuffle(seed=cfg.seed)
         cases = cases.select(range(min(cfg.eval_accuracy_samples, len(cases))))
         accuracy = [DiagnosisAccuracy(cases, load_diseases(config.data_dir), cfg.per_device_train_batch_size)]
     (out / "logs").mkdir(parents=True, exist_ok=True)
