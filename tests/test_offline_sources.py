@@ -9,9 +9,9 @@ from importlib import metadata
 import pytest
 
 from medllm.errors import MedllmError
-from medllm.offline_sources import (OFFLINE_SOURCES, OFFLINE_SYSTEM_PROMPTS, clinosim_records, icd10_label,
+from medllm.offline_sources import (OFFLINE_SOURCES, clinosim_records, icd10_label,
                                     iter_clinosim, iter_offline, iter_synthea, simulate_clinosim)
-from medllm.sources import LoadStats
+from medllm.sources import SYSTEM_PROMPTS, LoadStats
 
 pytest.importorskip("clinosim")
 pytest.importorskip("synthea")
@@ -42,7 +42,7 @@ def check_shape(record: dict) -> None:
     assert record["id"].startswith(record["source"] + ":")
     assert record["task"] == info.task and record["license"] == info.license
     system, user = record["messages"]
-    assert system == {"role": "system", "content": OFFLINE_SYSTEM_PROMPTS[info.task]}
+    assert system == {"role": "system", "content": SYSTEM_PROMPTS[info.task]}
     assert user["role"] == "user" and user["content"].strip()
     assert isinstance(record["reference"], str) and record["reference"].strip()
     assert isinstance(record["group"], str) and record["group"]

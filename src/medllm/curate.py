@@ -389,11 +389,11 @@ def _template_parts(tokenizer, roles: tuple[str, ...]) -> list[str] | None:
     """The chat template's text around the contents of a conversation with these roles, or None where the
     template does more than paste each content in.
 
-    Rendered once with placeholder contents padded with spaces: each must come
-    out once, in order and untouched (a template that trims, escapes or
+    Rendered once with placeholder contents padded with whitespace: each must
+    come out once, in order and untouched (a template that trims, escapes or
     repeats a content gets None, and each conversation is rendered).
     """
-    padded = [f" {_SLOT.format(i)} " for i in range(len(roles))]
+    padded = [f" \t\n{_SLOT.format(i)}\n\t " for i in range(len(roles))]
     try:
         text = tokenizer.apply_chat_template([{"role": r, "content": c} for r, c in zip(roles, padded)], tokenize=False)
     except Exception:  # rejected placeholders: each conversation is rendered (and any error raised there)

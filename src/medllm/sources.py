@@ -99,6 +99,7 @@ SYSTEM_PROMPTS = {
     "cloze": f"{_ASSISTANT} You fill in the blank of a clinical or biomedical sentence.",
     "consumer_qa": f"{_ASSISTANT} You answer health questions from the public clearly and accurately.",
     "report_summary": f"{_ASSISTANT} You write concise chest radiograph report statements.",
+    "summary": f"{_ASSISTANT} You summarise a patient's record into the active problems and current medications.",
 }
 
 CHEXPERT_LABELS = ["No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
@@ -211,12 +212,17 @@ def _patient_folder(path: str) -> str:
     return match.group(1)
 
 
-def _record(source: str, key: str, group: str, prompt: str, reference: str, meta: dict) -> dict:
-    info = SOURCES[source]
+def make_record(source: str, info: SourceInfo, key: str, group: str, prompt: str, reference: str,
+                meta: dict) -> dict:
+    """A record of the common schema; the system prompt is the task's."""
     return {"source": source, "id": f"{source}:{key}", "group": group, "task": info.task,
             "messages": [{"role": "system", "content": SYSTEM_PROMPTS[info.task]},
                          {"role": "user", "content": prompt}],
             "reference": reference, "license": info.license, "meta": meta}
+
+
+def _record(source: str, key: str, group: str, prompt: str, reference: str, meta: dict) -> dict:
+    return make_record(source, SOURCES[source], key, group, prompt, reference, meta)
 
 
 # ----------------------------------------------------------------------------- files and readers
