@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from medllm.curate import (CurateConfig, Tally, benchmark_texts, build_eval_index, cap_sources, curate,
+from medllm.curate import (_prompt, CurateConfig, Tally, benchmark_texts, build_eval_index, cap_sources, curate,
                            decontaminate, dedupe, group_split, length_filter, normalize, normalize_records,
                            scrub, scrub_records, split_of, token_lengths, weight_sources, write_data_card)
 from medllm.errors import MedllmError
@@ -166,6 +166,21 @@ def test_decontaminate_ignores_ngrams_common_to_many_groups():
     assert len(decontaminate(records, index, tally, max_groups=10)) == 12  # 1 + 12 groups share the template
     assert tally.counts["common_ngrams_ignored"]["all"] > 0
     assert len(decontaminate(records[:3], index, max_groups=10)) == 0  # 1 + 3 groups: could be a leak
+
+
+def test_decontaminate_ngrams_do_not_span_the_template_line():
+    # Both prompts end in our template line and both references start "Acute myocarditis": 8-grams across
+    # the line break ("... most likely diagnosis acute myocarditis") are shared, yet no source text is.
+    template = "Summarise the key findings and the most likely diagnosis."
+    test = record("pmc_patients", "t", "t", f"Patient summary:\n{text(7, 30)}\n\n{template}", "Acute myocarditis in a child")
+    train = record("pmc_patients", "x", "x", f"Patient summary:\n{text(8, 30)}\n\n{template}", "Acute myocarditis after a vaccine")
+    others = [record("pmc_patients", f"o{i}", f"o{i}", f"Patient summary:\n{text(20 + i, 30)}\n\n{template}",
+                     f"Case {i}") for i in range(11)]  # the template line alone is in more than 10 groups
+    test_text = _prompt(test) + "\n" + test["reference"]
+    flat = record("pmc_patients", "x", "x", (_prompt(train) + " " + train["reference"]).replace("\n", " "), "")
+    assert decontaminate([flat, *others], build_eval_index({"test_split": [test_text.replace("\n", " ")]}, n=8)) \
+        == others
+    assert decontaminate([train, *others], build_eval_index({"test_split": [test_text]}, n=8)) == [train, *others]
 
 
 def test_benchmark_texts_and_short_texts_counted():

@@ -77,7 +77,11 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0, ge=0)
     max_length: int = Field(512, ge=16)
     bf16: bool = False
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | Literal["auto"] = "auto"
+    memory_budget_gb: float | None = Field(None, gt=0)
+    packing: bool = False
+    group_by_length: bool = True
+    torch_compile: bool = False
     logging_steps: int = Field(5, ge=1)
     save_steps: int = Field(50, ge=1)
     save_total_limit: int | None = 2

@@ -591,6 +591,33 @@ def _text_word_hashes(text: str) -> np.ndarray:
     return _word_hashes(_word_bytes(text))
 
 
+_DIGITS = b"0123456789"
+
+
+def line_ngram_hashes(text: str, n: int) -> np.ndarray:
+    """Word ``n``-gram hashes of each line of ``text``, leaving out n-grams across lines or with a number.
+
+    Our prompt templates put their own wording on lines of its own ("Patient
+    summary:", "Summarise the key findings ..."), so no n-gram mixes template
+    words with a source's text: such mixed n-grams recur across a few records
+    of one template and read as leaks. N-grams holding a number ("white blood
+    cell count 7 1 109 l") recur by chance across unrelated patients; a leaked
+    text still shares its many number-free n-grams.
+    """
+    grams = []
+    for line in text.split("\n"):
+        tokens = _word_bytes(line)
+        if len(tokens) < n:
+            continue
+        rolled = _roll(_word_hashes(tokens), n)
+        digits = np.fromiter((t != t.translate(None, _DIGITS) for t in tokens), dtype=bool, count=len(tokens))
+        if digits.any():
+            runs = np.concatenate(([0], np.cumsum(digits)))
+            rolled = rolled[runs[n:] == runs[:-n]]
+        grams.append(rolled)
+    return np.concatenate(grams) if grams else np.empty(0, dtype=np.uint64)
+
+
 def _unique(values: np.ndarray) -> np.ndarray:
     """``np.unique`` of a 1-d array (sorted, each value once) by sorting and comparing neighbours: numpy 2's
     hash-based unique takes five times as long on the few hundred n-grams of a note."""
@@ -829,7 +856,7 @@ def build_eval_index(eval_sets: Mapping[str, Iterable[str | list[str]]], n: int 
             grams = []
             for text in texts:
                 stat["texts"] += 1
-                g = _roll(_text_word_hashes(text), n)
+                g = line_ngram_hashes(text, n)
                 stat["too_short"] += not g.size
                 grams.append(g)
             unit = _unique(np.concatenate(grams)) if grams else np.empty(0, np.uint64)
@@ -861,7 +888,9 @@ def decontaminate(records: list[dict], index: EvalIndex, tally: Tally | None = N
     rare by chance. What guards against chance matches is the common-n-gram
     rule: an n-gram found in more than ``max_groups`` groups counting both
     sides (evaluation units plus training groups) is template or boilerplate,
-    not a leak, and is ignored. Two passes over ``records`` (a list): one to
+    not a leak, and is ignored. N-grams are taken within lines and without
+    numbers (:func:`line_ngram_hashes`), so none mixes our template with a
+    source's text or matches by a lab value. Two passes over ``records`` (a list): one to
     find hits and count the training groups per hit n-gram, one to drop.
     The dropped count per evaluation set is ``tally.dropped[set name]``.
     """
@@ -869,7 +898,7 @@ def decontaminate(records: list[dict], index: EvalIndex, tally: Tally | None = N
     hits: dict[int, np.ndarray] = {}
     train_groups: dict[int, set[str]] = defaultdict(set)
     for i, record in enumerate(records):
-        grams = _unique(_roll(_text_word_hashes(_prompt(record) + "\n" + record["reference"]), index.n))
+        grams = _unique(line_ngram_hashes(_prompt(record) + "\n" + record["reference"], index.n))
         positions = index.lookup(grams)  # sorted queries: numpy's binary searches then walk forward
         found = positions[positions >= 0]
         if found.size:
@@ -886,9 +915,12 @@ def decontaminate(records: list[dict], index: EvalIndex, tally: Tally | None = N
         if leaks:
             example, reason = {}, index.names[int(index.sets[leaks[0]])]
             if tally.wants_example(reason):
-                tokens = words(_prompt(record) + "\n" + record["reference"])
-                at = int(np.flatnonzero(np.isin(ngram_hashes(tokens, index.n), index.grams[leaks]))[0])
-                example = {"ngram": " ".join(tokens[at:at + index.n])}  # the first in the text
+                for line in (_prompt(record) + "\n" + record["reference"]).split("\n"):
+                    tokens = words(line)
+                    at = np.flatnonzero(np.isin(ngram_hashes(tokens, index.n), index.grams[leaks]))
+                    if at.size:  # the first in the text
+                        example = {"ngram": " ".join(tokens[int(at[0]):int(at[0]) + index.n])}
+                        break
             tally.drop(record, reason, **example)
             continue
         tally.kept[record["source"]] += 1
@@ -1311,8 +1343,8 @@ def _card_markdown(card: dict) -> str:
 
     decon = report.get("decontamination") or {}
     if decon:
-        out.append(f"\n## Decontamination\n\nTraining records sharing a word {decon['ngram']}-gram with an "
-                   f"evaluation text were dropped: {decon['dropped_total']} in all. N-grams found in more than "
+        out.append(f"\n## Decontamination\n\nTraining records sharing a word {decon['ngram']}-gram (within a line, no number) "
+                   f"with an evaluation text were dropped: {decon['dropped_total']} in all. N-grams found in more than "
                    f"{decon['max_groups']} groups (evaluation and training together) count as template text "
                    f"and were ignored ({decon['common_ngrams_ignored']}).\n\n")
         rows = [[name, s["texts"], s["units"], s["too_short"], sum(decon["dropped"].get(name, {}).values())]

@@ -1,9 +1,19 @@
 """``medllm train``: LoRA supervised fine-tuning with PEFT and TRL's SFTTrainer.
 
 The recipe, top to bottom: load the base model and its chat template, wrap it
-in a LoRA adapter, train on prompt/completion pairs (loss on the answer
-only), checkpoint every ``train.save_steps`` and at the end, then write the
-adapter, tokenizer, resolved config and metrics into the run folder.
+in a LoRA adapter, check that the largest batch fits in memory (turning on
+activation checkpointing when ``train.gradient_checkpointing`` is ``auto`` and
+it must), train on prompt/completion pairs (loss on the answer only, with no
+full-vocabulary logits for the whole batch: :class:`AnswerOnlyLossTrainer`),
+checkpoint every
+``train.save_steps`` and at the end, then write the adapter, tokenizer,
+resolved config and metrics into the run folder. A non-finite loss stops the
+run before the optimizer step, so the newest checkpoint stays the last good
+one.
+
+Runs the same under ``accelerate launch`` (configs/accelerate/): the Trainer
+shards the data per rank and gathers evaluation; the run folder, logs and
+adapter are written by rank 0 only.
 
 Run folder layout::
 
@@ -22,10 +32,12 @@ import re
 import shutil
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
+from trl import SFTTrainer
+from trl.kernels.chunked_logprob import _use_triton  # TRL's own test for its compact fused head
 
-from medllm.config import Config, save_config
-from medllm.data import diagnosis_cases, load_diseases, load_split
+from medllm.config import Config, TrainConfig, save_config
 from medllm.errors import MedllmError
 from medllm.io import atomic_directory, atomic_write_json
 from medllm.models import load_model, load_tokenizer
@@ -85,6 +97,69 @@ class CsvLogger(TrainerCallback):
             writer.writerow({"step": state.global_step, "epoch": state.epoch, **logs})
 
 
+class StopOnNonFinite(TrainerCallback):
+    """Stop before the optimizer step when a gradient is NaN or inf (the loss was).
+
+    The weights are not updated and no checkpoint is written, so the newest
+    checkpoint is the last good state. (fp16 loss scaling, where an inf step is
+    skipped by design, is not used by this recipe.)
+    """
+
+    def __init__(self, checkpoints: Path):
+        self.checkpoints = checkpoints
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+        if grads and not torch.stack([torch.isfinite(g).all() for g in grads]).all():
+            found = complete_checkpoints(self.checkpoints)
+            last = f"the last good checkpoint is {found[-1]} (--resume continues from it)" if found else \
+                "no checkpoint was written yet"
+            raise MedllmError(f"non-finite loss or gradient at step {state.global_step + 1}: training stopped; "
+                              f"{last}. Lower train.learning_rate, or use float32 / bfloat16 weights (model.dtype)")
+
+
+class AnswerOnlyLossTrainer(SFTTrainer):
+    """``SFTTrainer`` whose loss projects only answer positions through the LM head where TRL's does not.
+
+    TRL's fused LM head scores only the positions with a label on Triton
+    devices (CUDA, XPU) and is used there as is. Elsewhere it scores every
+    position of the batch, vocabulary tile by vocabulary tile in plain torch,
+    no faster on this CPU than the plain full-logits loss
+    (``benchmarks/train_throughput.py``, paths ``trl`` and ``baseline``).
+    There, the model is asked for the logits of the answer positions only
+    (``logits_to_keep`` with the positions that hold a label in any row of the
+    batch; exactly the labelled ones in a padding-free row) and the loss is
+    their cross-entropy in float32: the same loss for under a third of the
+    head's work on the demo data.
+    """
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs or _use_triton(self.accelerator.device):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        mode = "train" if model.training else "eval"
+        targets = inputs["labels"][:, 1:]
+        positions = (targets != -100).any(dim=0).nonzero().squeeze(1)
+        forward = {k: v for k, v in inputs.items() if k != "labels"}
+        logits = model(**forward, use_cache=False, logits_to_keep=positions).logits.float()
+        targets = targets[:, positions]
+        valid = targets != -100
+        count = valid.sum()
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="sum")
+        loss = loss / (count.clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # as TRL: DDP averages the gradients across ranks
+        with torch.no_grad():  # TRL's token accuracy and token count, from the logits at hand
+            correct = self.accelerator.gather_for_metrics(((logits.argmax(-1) == targets) & valid).sum()).sum()
+            total = self.accelerator.gather_for_metrics(count).sum()
+            self._metrics[mode]["mean_token_accuracy"].append((correct / total).item() if total else 0.0)
+            if mode == "train":
+                key = "attention_mask" if "attention_mask" in inputs else "position_ids"
+                tokens = inputs[key].sum() if key == "attention_mask" else torch.tensor(inputs[key].numel())
+                self._total_train_tokens += int(self.accelerator.gather_for_metrics(tokens.to(count.device)).sum())
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return loss
+
+
 def complete_checkpoints(folder: Path) -> list[Path]:
     """Checkpoints whose trainer state was written (it is saved last), oldest first."""
     if not folder.is_dir():
@@ -117,27 +192,17 @@ def _prepare_run_folder(config: Config, resume: bool, overwrite: bool) -> Path |
     return None
 
 
-def build_trainer(config: Config, callbacks: list[TrainerCallback] | None = None):
-    """An ``SFTTrainer`` for the recipe: base model, LoRA, prompt/completion data, logging."""
-    from peft import LoraConfig
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
-    from trl import SFTConfig, SFTTrainer
+def training_arguments(config: Config):
+    """The recipe's ``SFTConfig``: one place for what ``medllm train`` and the benchmarks run.
 
-    out, cfg = config.output_dir, config.train
-    columns = ["prompt", "completion"]
-    train_set = load_split(config.data_dir, "train").select_columns(columns)
-    eval_set = load_split(config.data_dir, "validation").select_columns(columns)
-    if cfg.eval_max_samples is not None:
-        eval_set = eval_set.shuffle(seed=cfg.seed).select(range(min(cfg.eval_max_samples, len(eval_set))))
-    accuracy = []
-    if cfg.eval_accuracy_samples is not None:
-        cases = diagnosis_cases(load_split(config.data_dir, "validation")).shuffle(seed=cfg.seed)
-        cases = cases.select(range(min(cfg.eval_accuracy_samples, len(cases))))
-        accuracy = [DiagnosisAccuracy(cases, load_diseases(config.data_dir), cfg.per_device_train_batch_size)]
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    args = SFTConfig(
-        output_dir=str(out / "checkpoints"),
+    Activation checkpointing is on here only when set to ``true``; ``auto`` is
+    decided by :func:`check_memory` once the model is loaded.
+    """
+    from trl import SFTConfig
+
+    cfg = config.train
+    return SFTConfig(
+        output_dir=str(config.output_dir / "checkpoints"),
         max_steps=cfg.max_steps,
         num_train_epochs=cfg.num_train_epochs,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
@@ -148,11 +213,15 @@ def build_trainer(config: Config, callbacks: list[TrainerCallback] | None = None
         warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay,
         max_length=cfg.max_length,
-        train_sampling_strategy="group_by_length",  # batches of similar length: less padding
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        packing=cfg.packing,
+        packing_strategy="bfd",  # whole examples, best-fit decreasing; position ids restart per example
         bf16=cfg.bf16,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        torch_compile=cfg.torch_compile,
+        activation_checkpointing=cfg.gradient_checkpointing is True,
         completion_only_loss=True,
         logging_steps=cfg.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN loss shows as NaN (and StopOnNonFinite stops the run)
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
@@ -162,28 +231,181 @@ def build_trainer(config: Config, callbacks: list[TrainerCallback] | None = None
         data_seed=cfg.seed,
         report_to="none",
     )
-    lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+
+
+def lora_config(config: Config):
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                       target_modules=config.lora.target_modules, task_type="CAUSAL_LM")
-    return SFTTrainer(
-        model=load_model(config.model), args=args, train_dataset=train_set, eval_dataset=eval_set,
-        processing_class=load_tokenizer(config.model), peft_config=lora,
-        callbacks=[*accuracy, TensorBoardCallback(SummaryWriter(str(out / "logs"))),
-                   CsvLogger(out / "logs" / "metrics.csv"), *(callbacks or [])],
+
+
+def build_trainer(config: Config, callbacks: list[TrainerCallback] | None = None):
+    """An ``SFTTrainer`` for the recipe: base model, LoRA, prompt/completion data, logging."""
+    from accelerate import PartialState
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    from transformers import set_seed
+
+    from medllm.data import diagnosis_cases, load_diseases, load_split  # here: the GPU benchmark runs without it
+
+    out, cfg = config.output_dir, config.train
+    set_seed(cfg.seed)  # the LoRA initialisation too, whatever ran before in this process
+    columns = ["prompt", "completion"]
+    train_set = load_split(config.data_dir, "train").select_columns(columns)
+    eval_set = load_split(config.data_dir, "validation").select_columns(columns)
+    if cfg.eval_max_samples is not None:
+        eval_set = eval_set.shuffle(seed=cfg.seed).select(range(min(cfg.eval_max_samples, len(eval_set))))
+    accuracy = []
+    if cfg.eval_accuracy_samples is not None:
+        cases = diagnosis_cases(load_split(config.data_dir, "validation")).shuffle(seed=cfg.seed)
+        cases = cases.select(range(min(cfg.eval_accuracy_samples, len(cases))))
+        accuracy = [DiagnosisAccuracy(cases, load_diseases(config.data_dir), cfg.per_device_train_batch_size)]
+    loggers = []
+    if PartialState().is_main_process:
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+        loggers = [TensorBoardCallback(SummaryWriter(str(out / "logs"))), CsvLogger(out / "logs" / "metrics.csv")]
+    return AnswerOnlyLossTrainer(
+        model=load_model(config.model), args=training_arguments(config), train_dataset=train_set,
+        eval_dataset=eval_set, processing_class=load_tokenizer(config.model), peft_config=lora_config(config),
+        callbacks=[*accuracy, *loggers, StopOnNonFinite(out / "checkpoints"), *(callbacks or [])],
     )
+
+
+# ----------------------------------------------------------------------------- memory guard
+
+GiB = 2 ** 30
+ACTIVATION_MARGIN = 1.25  # backward holds activation gradients beside the saved activations
+
+
+def activation_bytes_per_token(trainer) -> float:
+    """Bytes of autograd-saved tensors per token of the training forward, measured.
+
+    One training forward (the trainer's own ``compute_loss``: LoRA, fused LM
+    head) on one training example, counting each saved tensor's storage once.
+    Measured rather than modelled, so it holds for any architecture, dtype and
+    attention kernel (sdpa saves no sequence-squared matrix; eager does, which
+    this per-token figure understates for longer rows).
+    """
+    example = trainer.train_dataset[0]
+    batch = trainer._prepare_inputs(trainer.data_collator([example]))
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        if t.device.type != "meta":
+            storage = t.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    model = trainer.model
+    training = model.training
+    model.eval()  # same saved tensors (no dropout in this recipe's attention); TRL then counts no training tokens
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = trainer.compute_loss(model, batch)
+    del loss
+    model.train(training)
+    trainer._metrics["eval"].clear()  # the probe's token accuracy is not a validation result
+    saved = sum(n for ptr, n in storages.items() if ptr not in params)
+    return saved / len(example["input_ids"])
+
+
+def memory_budget(cfg: TrainConfig, device: torch.device) -> tuple[int, str]:
+    """Bytes training may use on ``device``, and where the figure comes from."""
+    if cfg.memory_budget_gb is not None:
+        return int(cfg.memory_budget_gb * GiB), "train.memory_budget_gb"
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_allocated(device), f"free memory of {torch.cuda.get_device_name(device)}"
+    import psutil
+
+    return psutil.virtual_memory().available + psutil.Process().memory_info().rss, "available RAM"
+
+
+def estimate_memory(trainer, checkpointing: bool, per_token: float | None = None) -> dict[str, int]:
+    """Peak training memory (bytes) for the largest batch: weights, LoRA training state and activations.
+
+    Weights: every parameter and buffer as loaded. LoRA state: a float32
+    gradient and AdamW's two moments per trainable parameter. Activations:
+    the measured bytes per token times the largest batch (per-device batch
+    times ``max_length`` tokens) with a margin for the backward pass; with
+    activation checkpointing, each layer keeps only its input (hidden size
+    per token) and one layer's activations are live at a time.
+    """
+    model, cfg = trainer.model, trainer.args
+    per_token = activation_bytes_per_token(trainer) if per_token is None else per_token
+    weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    lora = sum(p.numel() for p in model.parameters() if p.requires_grad) * (4 + 8)
+    tokens = cfg.per_device_train_batch_size * cfg.max_length
+    text = model.config.get_text_config()
+    if checkpointing:
+        layers = text.num_hidden_layers
+        per_token = layers * text.hidden_size * model.dtype.itemsize + per_token / layers
+    return {"weights": weights, "lora_state": lora, "activations": int(tokens * per_token * ACTIVATION_MARGIN),
+            "tokens": tokens}
+
+
+def check_memory(trainer, config: Config) -> dict:
+    """Stop before training when the largest batch cannot fit; decide ``auto`` activation checkpointing.
+
+    Returns the estimate, the budget and whether checkpointing is on (also
+    written to ``train_summary.json``).
+    """
+    cfg = config.train
+    budget, source = memory_budget(cfg, trainer.model.device)
+    per_token = activation_bytes_per_token(trainer)
+    plain = estimate_memory(trainer, False, per_token)
+    checkpointed = estimate_memory(trainer, True, per_token)
+
+    def total(e):
+        return e["weights"] + e["lora_state"] + e["activations"]
+
+    if cfg.gradient_checkpointing == "auto":
+        checkpointing = total(plain) > budget
+    else:
+        checkpointing = cfg.gradient_checkpointing
+    chosen = checkpointed if checkpointing else plain
+    if total(chosen) > budget:
+        parts = ", ".join(f"{k} {chosen[k] / GiB:.2f}" for k in ("weights", "lora_state", "activations"))
+        hints = ["train.per_device_train_batch_size (raise gradient_accumulation_steps to keep the batch)",
+                 "train.max_length"]
+        if not checkpointing:
+            hints.append("train.gradient_checkpointing: auto")
+        if trainer.model.dtype == torch.float32 and trainer.model.device.type == "cuda":
+            hints.append("model.dtype: bfloat16")
+        raise MedllmError(
+            f"training needs about {total(chosen) / GiB:.2f} GiB ({parts} GiB for a batch of "
+            f"{cfg.per_device_train_batch_size} x {cfg.max_length} tokens) but {budget / GiB:.2f} GiB is "
+            f"available ({source}); lower " + ", or set ".join(hints[:2]) + (f", or set {', '.join(hints[2:])}"
+                                                                              if hints[2:] else ""))
+    if checkpointing and not trainer.args.activation_checkpointing:
+        trainer.args.activation_checkpointing = trainer.args.gradient_checkpointing = True
+        trainer.model.enable_input_require_grads()  # as SFTTrainer does when it is on from the start
+    return {"estimate_gib": round(total(chosen) / GiB, 3), "budget_gib": round(budget / GiB, 3),
+            "activation_bytes_per_token": round(per_token), "gradient_checkpointing": bool(checkpointing)}
 
 
 def train(config: Config, resume: bool = False, overwrite: bool = False,
           callbacks: list[TrainerCallback] | None = None) -> dict:
     """Fine-tune ``config.model`` with LoRA on ``config.data_dir``; return the summary."""
-    checkpoint = _prepare_run_folder(config, resume, overwrite)
+    from accelerate import PartialState
+
+    state = PartialState()
+    with state.main_process_first():  # rank 0 clears or checks the folder before the others look
+        checkpoint = _prepare_run_folder(config, resume, overwrite)
     out = config.output_dir
     trainer = build_trainer(config, callbacks)
-    save_config(config, out / "config.yaml")
+    memory = check_memory(trainer, config)
+    if state.is_main_process:
+        save_config(config, out / "config.yaml")
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    staging = out / ".adapter.staging"
+    trainer.save_model(str(staging))  # every rank (FSDP gathers the shards); rank 0 writes adapter + tokenizer
     if trainer.is_world_process_zero():
         with atomic_directory(out / "adapter") as tmp:
-            trainer.model.save_pretrained(str(tmp))
-            trainer.processing_class.save_pretrained(str(tmp))
+            shutil.copytree(staging, tmp, dirs_exist_ok=True)
+        shutil.rmtree(staging)
     final_eval = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), {})
     summary = {
         "global_step": trainer.state.global_step,
@@ -195,6 +417,7 @@ def train(config: Config, resume: bool = False, overwrite: bool = False,
         "eval_n": len(trainer.eval_dataset),
         "train_n": len(trainer.train_dataset),
         "resumed_from": str(checkpoint) if checkpoint else None,
+        "memory": memory,
         "log_history": trainer.state.log_history,
     }
     if trainer.is_world_process_zero():
