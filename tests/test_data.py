@@ -143,3 +143,20 @@ def test_offline_clinosim_records_join_the_dataset(tmp_path, tiny_llama_dir):
     with pytest.raises(MedllmError, match="'pmc_patients' needs a path"):
         build_dataset(small_config(tmp_path / "x", str(tiny_llama_dir),
                                    **{"data.sources": [{"source": "pmc_patients"}]}))
+
+
+def test_max_records_bounds_what_a_brought_source_yields(tmp_path):
+    from medllm.config import DataConfig
+    from medllm.data import source_records
+
+    patients = [{"patient_id": i, "patient_uid": f"{i}-1", "PMID": str(i), "file_path": "x", "title": f"Case {i}",
+                 "patient": f"A patient {i} with fever.", "age": [[40.0, "year"]], "gender": "M",
+                 "relevant_articles": {}, "similar_patients": {}} for i in range(300)]
+    pmc = tmp_path / "PMC-Patients.json"
+    pmc.write_text(json.dumps(patients))
+    cfg = DataConfig(sources=[{"source": "pmc_patients", "path": pmc, "max_records": 25, "seed": 1}])
+    stats = {}
+    records = list(source_records(cfg, stats))
+    assert len(records) == 25 and stats["pmc_patients"].read == 300, "the whole file read, a sample of 25 kept"
+    unbounded = DataConfig(sources=[{"source": "pmc_patients", "path": pmc}])
+    assert len(list(source_records(unbounded, {}))) == 300

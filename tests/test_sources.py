@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from medllm.errors import MedllmError
-from medllm.sources import (CHEXPERT_COLUMNS, SOURCES, SYSTEM_PROMPTS, LoadStats, chexpert_sentence, iter_records)
+from medllm.sources import (CHEXPERT_COLUMNS, SOURCES, SYSTEM_PROMPTS, LoadStats, chexpert_sentence, iter_records,
+                            reservoir_sample)
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
@@ -192,6 +193,18 @@ def test_pmc_streams_lazily(tmp_path):
     assert next(truncated)["id"] == "pmc_patients:0-1"
     with pytest.raises(MedllmError, match="invalid JSON"):
         list(truncated)
+
+
+def test_max_records_draws_a_seeded_uniform_sample_from_the_stream(tmp_path):
+    patients = [{**PMC_PATIENTS[0], "patient_uid": f"{i}-1", "PMID": i} for i in range(2000)]
+    path = tmp_path / "PMC-Patients.json"
+    path.write_text(json.dumps(patients))
+    sample, seen = reservoir_sample(iter_records("pmc_patients", path), 100, seed=3)
+    again, _ = reservoir_sample(iter_records("pmc_patients", path), 100, seed=3)
+    assert seen == 2000 and len(sample) == 100 and [r["id"] for r in sample] == [r["id"] for r in again]
+    picked = sorted(int(r["id"].split(":")[1].split("-")[0]) for r in sample)
+    assert picked != list(range(100)) and picked[-1] > 1500, "drawn from the whole file, not its head"
+    assert sum(p < 1000 for p in picked) in range(30, 71)  # about half from each half (binomial, p = 0.5)
 
 
 def test_too_many_bad_records_fail_early(tmp_path):

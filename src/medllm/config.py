@@ -34,6 +34,7 @@ class SourceSpec(_Section):
     max_bad_fraction: float = Field(0.05, ge=0, le=1)
     patients: int = Field(100, ge=1)
     seed: int = 0
+    max_records: int | None = Field(None, ge=1)
 
 
 class DataConfig(_Section):

@@ -41,7 +41,7 @@ from medllm.prompts import build_messages, describe_candidate, format_answer, lo
 from medllm.models import load_tokenizer
 from medllm.retrieval import CaseIndex, DiseaseIndex, load_case_corpus
 from medllm.offline_sources import OFFLINE_GENERATORS, OFFLINE_SOURCES, iter_offline
-from medllm.sources import SOURCES, LoadStats, SourceInfo, iter_records
+from medllm.sources import SOURCES, LoadStats, SourceInfo, iter_records, reservoir_sample
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,8 @@ def source_records(cfg: DataConfig, stats: dict[str, LoadStats]) -> Iterator[dic
 
     An entry is a file users bring (``source`` a loader of :mod:`medllm.sources`
     and its ``path``) or an offline simulator (``clinosim``, ``synthea``: a
-    seeded population of ``patients``).
+    seeded population of ``patients``). ``max_records`` keeps a seeded uniform
+    sample of a file's records (read through once, holding only the sample).
     """
     for spec in cfg.sources:
         stats.setdefault(spec.source, LoadStats())
@@ -203,7 +204,9 @@ def source_records(cfg: DataConfig, stats: dict[str, LoadStats]) -> Iterator[dic
                               f"data.sources: unknown source '{spec.source}' (files: {', '.join(SOURCES)}; "
                               f"simulated offline: {', '.join(OFFLINE_GENERATORS)})")
         else:
-            yield from iter_records(spec.source, spec.path, stats[spec.source], spec.max_bad_fraction)
+            records = iter_records(spec.source, spec.path, stats[spec.source], spec.max_bad_fraction)
+            yield from records if spec.max_records is None else reservoir_sample(records, spec.max_records,
+                                                                                 spec.seed)[0]
 
 
 def _counted(records: Iterator[dict], seen: Counter) -> Iterator[dict]:

@@ -11,7 +11,6 @@ Google's ``rouge-score`` (Porter stemming).
 
 from __future__ import annotations
 
-import random
 import re
 import string
 from collections import Counter
@@ -23,7 +22,7 @@ from medllm.config import Config
 from medllm.data import load_split
 from medllm.errors import MedllmError
 from medllm.generation import generate_answers, weights
-from medllm.sources import iter_records
+from medllm.sources import iter_records, reservoir_sample
 from medllm.stats import bootstrap_ci, paired_bootstrap_ci
 
 PROTOCOL = ("free-text answers to the {source} questions of {file} ({n} items{sample}): greedy, max {max_new_tokens} "
@@ -80,12 +79,7 @@ def load_qa_items(config: Config) -> tuple[list[dict], int, str]:
             raise MedllmError(f"eval.qa_source {cfg.qa_source} needs eval.qa_file")
         records = iter_records(cfg.qa_source, Path(cfg.qa_file))
         origin = Path(cfg.qa_file).name
-    rng, sample, seen = random.Random(0), [], 0
-    for seen, record in enumerate(records, 1):
-        if cfg.qa_max_items is None or len(sample) < cfg.qa_max_items:
-            sample.append(record)
-        elif (j := rng.randrange(seen)) < cfg.qa_max_items:
-            sample[j] = record
+    sample, seen = reservoir_sample(records, cfg.qa_max_items)
     if not sample:
         raise MedllmError(f"no {cfg.qa_source} questions in {origin}")
     return sample, seen, origin

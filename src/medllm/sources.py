@@ -30,6 +30,7 @@ import glob
 import hashlib
 import json
 import logging
+import random
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -210,6 +211,21 @@ def _patient_folder(path: str) -> str:
     if not match:
         raise _Bad(f"no patientNNNNN folder in path {path!r}")
     return match.group(1)
+
+
+def reservoir_sample(records: Iterable[dict], k: int | None, seed: int = 0) -> tuple[list[dict], int]:
+    """A seeded uniform sample of at most ``k`` of a stream (all of it when ``k`` is None), and how many were read.
+
+    Holds ``k`` records whatever the stream's length: how a 16M-record source
+    is drawn from without holding it.
+    """
+    rng, sample, seen = random.Random(seed), [], 0
+    for seen, record in enumerate(records, 1):
+        if k is None or len(sample) < k:
+            sample.append(record)
+        elif (j := rng.randrange(seen)) < k:
+            sample[j] = record
+    return sample, seen
 
 
 def make_record(source: str, info: SourceInfo, key: str, group: str, prompt: str, reference: str,
