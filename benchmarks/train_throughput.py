@@ -313,6 +313,24 @@ def worker(spec: dict, path: str, queue) -> None:
         queue.put({"path": path, "error": repr(exc)[:500]})
 
 
+def combined(found: list[dict], baseline: list[dict] | None) -> dict:
+    """One path's rounds: the median throughput, and the median of its per-round ratios to the baseline."""
+    ok = [r for r in found if "error" not in r]
+    if not ok:
+        return found[0]
+    result = dict(ok[0], tokens_per_s_rounds=[r["tokens_per_s"] for r in ok],
+                  tokens_per_s=statistics.median(r["tokens_per_s"] for r in ok))
+    pairs = [(r, b) for r, b in zip(found, baseline or []) if "error" not in r and "error" not in b]
+    if pairs:
+        ratios = [r["tokens_per_s"] / b["tokens_per_s"] for r, b in pairs]
+        result.update(ratios_to_baseline=[round(x, 3) for x in ratios],
+                      ratio_to_baseline=round(statistics.median(ratios), 2))
+    for key in ("peak_gib", "peak_rss_mb"):
+        if key in result:
+            result[key] = max(r[key] for r in ok)
+    return result
+
+
 def run_path(spec: dict, path: str) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -340,6 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument("--tolerance", type=float, default=0.02,
                         help="largest relative difference of the before-training losses from the baseline's")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of all paths; medians and per-round ratios")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", type=Path, help="write each path's top operators (torch.profiler) here; "
                                                        "its timings then include the profiler's overhead")
@@ -374,22 +393,23 @@ def main(argv: list[str] | None = None) -> dict:
             "tokenizer": str(args.shapes_dir / "tokenizer"), "examples": fh.name, "steps": args.steps,
             "warmup": args.warmup, "seed": args.seed, "profile": str(args.profile) if args.profile else None}
 
-    results = {}
-    for path in args.paths:
-        print(f"running {path} ...", flush=True)
-        results[path] = run_path(spec, path)
-        print(json.dumps(results[path]), flush=True)
+    runs: dict[str, list[dict]] = {path: [] for path in args.paths}
+    for repeat in range(args.repeats):  # rounds of every path, so a slow spell hits all paths alike
+        for path in args.paths:
+            print(f"running {path} (round {repeat + 1} of {args.repeats}) ...", flush=True)
+            runs[path].append(run_path(spec, path))
+            print(json.dumps(runs[path][-1]), flush=True)
     os.unlink(fh.name)
 
+    results = {path: combined(found, runs.get("baseline")) for path, found in runs.items()}
     base = results.get("baseline", {})
     rows, agree = [], True
     for path, r in results.items():
         if "error" in r:
             rows.append(f"| {path} | error: {r['error'][:80]} |")
             continue
-        ratio = r["tokens_per_s"] / base["tokens_per_s"] if "tokens_per_s" in base else None
+        ratio = r.get("ratio_to_baseline")
         diff = max(abs(a - b) / b for a, b in zip(r["loss_before"], base["loss_before"])) if "loss_before" in base else 0
-        r["ratio_to_baseline"] = round(ratio, 2) if ratio else None
         r["loss_before_max_rel_diff"] = round(diff, 5)
         agree &= diff <= args.tolerance
         memory = f"{r['peak_gib']} GiB" if "peak_gib" in r else f"{r['peak_rss_mb']} MB RSS"
@@ -400,7 +420,7 @@ def main(argv: list[str] | None = None) -> dict:
         "model": args.shape or config.model.name, "device": torch.cuda.get_device_name() if device == "cuda"
         else platform.processor() or "cpu", "threads": torch.get_num_threads(),
         "batch": cfg.per_device_train_batch_size, "max_length": cfg.max_length, "lora_r": config.lora.r,
-        "steps": args.steps, "warmup": args.warmup, "examples": len(train),
+        "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "examples": len(train),
         "mean_example_tokens": round(sum(len(e["input_ids"]) for e in train) / len(train), 1),
         "tolerance": args.tolerance, "losses_agree": agree, "load_avg": os.getloadavg(),
         "versions": {m: sys.modules[m].__version__ for m in ("torch", "transformers", "peft", "trl") if m in sys.modules},
@@ -410,7 +430,7 @@ def main(argv: list[str] | None = None) -> dict:
     atomic_write_json(out, summary)
     print(f"\n{summary['model']} on {summary['device']}, batch {summary['batch']} x <= {summary['max_length']} tokens "
           f"(mean example {summary['mean_example_tokens']}), LoRA r={summary['lora_r']}, median of {args.steps} steps "
-          f"after {args.warmup}\n")
+          f"after {args.warmup}, {args.repeats} round(s): medians over rounds, ratio = median of per-round ratios\n")
     print("| path | real tokens/s | vs baseline | step s | pad share | peak memory | MFU | loss diff before | "
           "val loss after |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
