@@ -20,7 +20,8 @@ learning rate (constant, AdamW), for ``--warmup`` + ``--steps`` optimizer steps:
   tokens as the unpacked batch.
 
 Each path runs in its own process (peak memory: CUDA's max allocated, or the
-process's peak RSS on a CPU). Throughput counts real (non-pad) tokens; the
+process's peak RSS on a CPU, shown beside the memory guard's estimate,
+:func:`medllm.train.estimate_memory`, for the largest batch the path took). Throughput counts real (non-pad) tokens; the
 figure is the median over the measured steps, and the ratio to the baseline
 is what to quote (the machine is shared). Learning is checked two ways: the
 loss of each path on the same fixed batches before training must agree with
@@ -205,7 +206,7 @@ def run_trainer(spec, path: str, model, tokenizer, train, check, held_out) -> di
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
-    from medllm.train import AnswerOnlyLossTrainer, lora_config
+    from medllm.train import AnswerOnlyLossTrainer, activation_bytes_per_token, estimate_memory, lora_config
 
     trainer_class = SFTTrainer if path == "trl" else AnswerOnlyLossTrainer
     packing = path == "medllm_packed"
@@ -246,13 +247,18 @@ def run_trainer(spec, path: str, model, tokenizer, train, check, held_out) -> di
             return trainer.compute_loss(trainer.model, trainer._prepare_inputs(collate(batch))).item()
 
     before = [loss_of(b) for b in check]
+    per_token = None if path == "trl" else activation_bytes_per_token(trainer)
     trainer.data_collator = counting
     trainer.add_callback(Clock())
     with profiled(spec, path):
         trainer.train()
     trainer.data_collator = collate
-    return {"before": before, "after": [loss_of(b) for b in held_out], "times": times,
-            "real": real[:len(times)], "computed": computed[:len(times)], "model": trainer.model}
+    out = {"before": before, "after": [loss_of(b) for b in held_out], "times": times,
+           "real": real[:len(times)], "computed": computed[:len(times)], "model": trainer.model}
+    if per_token is not None:  # the memory guard's estimate for the largest batch this run took
+        estimate = estimate_memory(trainer, False, per_token, tokens=max(computed))
+        out["estimate_gib"] = round(sum(estimate[k] for k in ("weights", "lora_state", "activations")) / 2 ** 30, 3)
+    return out
 
 
 @contextmanager
@@ -302,6 +308,8 @@ def worker(spec: dict, path: str, queue) -> None:
             "pad_share": round(1 - sum(out["real"][measured]) / sum(out["computed"][measured]), 3),
             "loss_before": out["before"], "val_loss_after": round(statistics.mean(out["after"]), 4),
         }
+        if "estimate_gib" in out:
+            result["estimate_gib"] = out["estimate_gib"]
         if spec["device"] == "cuda":
             result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2 ** 30, 2)
             result["mfu"] = round(result["tokens_per_s"] * flops_per_token(out["model"], mean_row)
@@ -413,6 +421,7 @@ def main(argv: list[str] | None = None) -> dict:
         r["loss_before_max_rel_diff"] = round(diff, 5)
         agree &= diff <= args.tolerance
         memory = f"{r['peak_gib']} GiB" if "peak_gib" in r else f"{r['peak_rss_mb']} MB RSS"
+        memory += f" (guard {r['estimate_gib']} GiB)" if "estimate_gib" in r else ""
         rows.append(f"| {path} | {r['tokens_per_s']:,.0f} | {ratio or 0:.2f}x | {r['step_s']} | {r['pad_share']:.0%} | "
                     f"{memory} | {r.get('mfu', '-')} | {diff:.2%} | {r['val_loss_after']} |")
     cfg = config.train

@@ -156,3 +156,7 @@ def test_memory_guard_stops_a_batch_that_cannot_fit_and_turns_checkpointing_on(t
     roomy = config.model_copy(update={"train": config.train.model_copy(update={"memory_budget_gb": 64.0})})
     trainer = build_trainer(roomy)
     assert not check_memory(trainer, roomy)["gradient_checkpointing"] and not trainer.args.activation_checkpointing
+
+    trainer.is_fsdp_enabled = True  # weights not yet sharded when the guard would run: it stands aside
+    small = roomy.model_copy(update={"train": roomy.train.model_copy(update={"memory_budget_gb": 1e-6})})
+    assert "skipped" in check_memory(trainer, small) and not trainer.args.activation_checkpointing

@@ -25,3 +25,6 @@ def test_baseline_and_medllm_paths_score_the_same_examples_alike(tiny_llama_dir,
     assert all(r["tokens_per_s"] > 0 and r["real_tokens"] > 0 for r in results.values())
     assert json.loads((tmp_path / "out.json").read_text())["model"] == "mini"
     assert "aten::mm" in (tmp_path / "profile" / "medllm.txt").read_text()
+    packed, plain = results["medllm_packed"], results["medllm"]
+    assert 0 < plain["estimate_gib"] < plain["peak_rss_mb"] / 1024 and packed["estimate_gib"] > 0, \
+        "the memory guard's estimate for the largest batch is reported beside the measured peak"

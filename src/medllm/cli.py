@@ -56,11 +56,14 @@ def run_index(config: Config) -> dict:
 
 def run_train(config: Config, resume: bool = False, overwrite: bool = False) -> dict:
     """LoRA fine-tuning; checkpoints, logs and the adapter go to ``output_dir``."""
+    from accelerate import PartialState
+
     from medllm.train import train
 
     summary = train(config, resume=resume, overwrite=overwrite)
-    print(f"adapter written to {config.output_dir / 'adapter'} after {summary['global_step']} steps; "
-          f"validation loss {summary['eval_loss']:.4f} (n={summary['eval_n']})")
+    if PartialState().is_main_process:  # once under accelerate launch
+        print(f"adapter written to {config.output_dir / 'adapter'} after {summary['global_step']} steps; "
+              f"validation loss {summary['eval_loss']:.4f} (n={summary['eval_n']})")
     return summary
 
 

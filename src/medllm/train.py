@@ -30,6 +30,7 @@ import csv
 import logging
 import re
 import shutil
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -53,9 +54,13 @@ class DiagnosisAccuracy(TrainerCallback):
 
     The shown candidate with the highest length-normalised log-likelihood as
     the answer's first line (:func:`medllm.generation.candidate_loglikelihoods`)
-    is the prediction: one prompt pass per case, no generation. The value is
-    added to the eval log event before the TensorBoard and CSV loggers see it,
-    so it must come before them in the callback list.
+    is the prediction: one prompt pass per case, no generation. Under data
+    parallelism each rank scores its share of the cases and the hits are
+    gathered, so every rank logs the same figure over all of them; a sharded
+    model's forward is collective, so under FSDP or DeepSpeed every rank
+    scores every case in step. The value is added to the eval log event
+    before the TensorBoard and CSV loggers see it, so it must come before
+    them in the callback list.
     """
 
     def __init__(self, cases, diseases: list, batch_size: int):
@@ -66,16 +71,26 @@ class DiagnosisAccuracy(TrainerCallback):
     def on_log(self, args, state, control, logs=None, model=None, processing_class=None, **kwargs):
         if not logs or "eval_loss" not in logs:
             return
+        from accelerate import PartialState
+        from accelerate.utils import DistributedType, gather_object
+
         from medllm.generation import candidate_confidences, candidate_loglikelihoods
 
+        ranks = PartialState()
+        replicated = ranks.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        everything = list(range(len(self.cases)))
         training = model.training
         model.eval()
-        scores = candidate_loglikelihoods(model, processing_class, self.cases["prompt"], self.cases["candidates"],
-                                          self.batch_size, desc="validation diagnosis")
+        with ranks.split_between_processes(everything) if replicated else nullcontext(everything) as mine:
+            cases = self.cases.select(mine)
+            scores = candidate_loglikelihoods(model, processing_class, cases["prompt"], cases["candidates"],
+                                              self.batch_size, desc="validation diagnosis")
+            hits = [self.name_to_id[names[int(candidate_confidences(lls).argmax())]] == gold
+                    for names, lls, gold in zip(cases["candidates"], scores, cases["disease_id"])]
         model.train(training)
-        hits = sum(self.name_to_id[names[int(candidate_confidences(lls).argmax())]] == gold
-                   for names, lls, gold in zip(self.cases["candidates"], scores, self.cases["disease_id"]))
-        extra = {"eval_diagnosis_top1": hits / len(scores), "eval_diagnosis_n": len(scores)}
+        if replicated:
+            hits = gather_object(hits)
+        extra = {"eval_diagnosis_top1": sum(hits) / len(hits), "eval_diagnosis_n": len(hits)}
         logs.update(extra)
         state.log_history[-1].update(extra)
 
@@ -109,8 +124,14 @@ class StopOnNonFinite(TrainerCallback):
         self.checkpoints = checkpoints
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        from accelerate.utils import reduce
+
         grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
-        if grads and not torch.stack([torch.isfinite(g).all() for g in grads]).all():
+        if not grads:
+            return
+        local = [g.to_local() if hasattr(g, "to_local") else g for g in grads]  # FSDP2: this rank's shard
+        bad = ~torch.stack([torch.isfinite(g).all() for g in local]).all()
+        if reduce(bad.float(), reduction="max").item():  # every rank stops together
             found = complete_checkpoints(self.checkpoints)
             last = f"the last good checkpoint is {found[-1]} (--resume continues from it)" if found else \
                 "no checkpoint was written yet"
@@ -230,6 +251,7 @@ def training_arguments(config: Config):
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to="none",
+        ddp_find_unused_parameters=False,  # every LoRA weight has a gradient each step; True adds a graph walk
     )
 
 
@@ -323,21 +345,23 @@ def memory_budget(cfg: TrainConfig, device: torch.device) -> tuple[int, str]:
     return psutil.virtual_memory().available + psutil.Process().memory_info().rss, "available RAM"
 
 
-def estimate_memory(trainer, checkpointing: bool, per_token: float | None = None) -> dict[str, int]:
+def estimate_memory(trainer, checkpointing: bool, per_token: float | None = None,
+                    tokens: int | None = None) -> dict[str, int]:
     """Peak training memory (bytes) for the largest batch: weights, LoRA training state and activations.
 
     Weights: every parameter and buffer as loaded. LoRA state: a float32
     gradient and AdamW's two moments per trainable parameter. Activations:
-    the measured bytes per token times the largest batch (per-device batch
-    times ``max_length`` tokens) with a margin for the backward pass; with
-    activation checkpointing, each layer keeps only its input (hidden size
-    per token) and one layer's activations are live at a time.
+    the measured bytes per token times the largest batch (``tokens``, by
+    default the per-device batch times ``max_length``) with a margin for the
+    backward pass; with activation checkpointing, each layer keeps only its
+    input (hidden size per token) and one layer's activations are live at a
+    time.
     """
     model, cfg = trainer.model, trainer.args
     per_token = activation_bytes_per_token(trainer) if per_token is None else per_token
     weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     lora = sum(p.numel() for p in model.parameters() if p.requires_grad) * (4 + 8)
-    tokens = cfg.per_device_train_batch_size * cfg.max_length
+    tokens = cfg.per_device_train_batch_size * cfg.max_length if tokens is None else tokens
     text = model.config.get_text_config()
     if checkpointing:
         layers = text.num_hidden_layers
@@ -350,9 +374,16 @@ def check_memory(trainer, config: Config) -> dict:
     """Stop before training when the largest batch cannot fit; decide ``auto`` activation checkpointing.
 
     Returns the estimate, the budget and whether checkpointing is on (also
-    written to ``train_summary.json``).
+    written to ``train_summary.json``). Skipped under FSDP and DeepSpeed: the
+    weights are sharded only once training starts (and may not be loaded on
+    every rank yet), so the per-rank peak cannot be measured here; use their
+    own activation checkpointing settings.
     """
     cfg = config.train
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        log.info("memory guard skipped: the weights are sharded across ranks only once training starts")
+        return {"skipped": "weights sharded (FSDP or DeepSpeed)",
+                "gradient_checkpointing": bool(trainer.args.activation_checkpointing)}
     budget, source = memory_budget(cfg, trainer.model.device)
     per_token = activation_bytes_per_token(trainer)
     plain = estimate_memory(trainer, False, per_token)
@@ -401,6 +432,8 @@ def train(config: Config, resume: bool = False, overwrite: bool = False,
         save_config(config, out / "config.yaml")
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     staging = out / ".adapter.staging"
+    if trainer.is_fsdp_enabled:  # Trainer.save_model writes nothing for a sharded state dict: gather it whole
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(staging))  # every rank (FSDP gathers the shards); rank 0 writes adapter + tokenizer
     if trainer.is_world_process_zero():
         with atomic_directory(out / "adapter") as tmp:
