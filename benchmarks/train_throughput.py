@@ -286,14 +286,14 @@ def worker(spec: dict, path: str, queue) -> None:
     """One path in its own process; puts its measurements (or the error) on ``queue``."""
     try:
         torch.manual_seed(spec["seed"])
-        if spec["device"] == "cuda":
-            torch.cuda.reset_peak_memory_stats()
         data = json.loads(Path(spec["examples"]).read_text())
         train, held_out = data["train"], data["held_out"]
         size = load_config(spec["config"], spec["overrides"]).train.per_device_train_batch_size
         check = [train[i * size:(i + 1) * size] for i in range(CHECK_BATCHES)]
         held = [held_out[i:i + size] for i in range(0, len(held_out), size)]
         model, tokenizer = build_model(spec)
+        if spec["device"] == "cuda":  # training's peak, not the random shape's float32 initialisation
+            torch.cuda.reset_peak_memory_stats()
         run = run_baseline if path == "baseline" else partial(run_trainer, path=path)
         out = run(spec, model=model, tokenizer=tokenizer, train=train, check=check, held_out=held)
         measured = slice(spec["warmup"], None)
