@@ -298,20 +298,28 @@ def build_trainer(config: Config, callbacks: list[TrainerCallback] | None = None
 # ----------------------------------------------------------------------------- memory guard
 
 GiB = 2 ** 30
-ACTIVATION_MARGIN = 1.25  # backward holds activation gradients beside the saved activations
+# At the start of the backward pass the LM head's loss holds, beside everything saved, up to three more
+# tensors the size of the largest saved one (its log-probabilities): their gradient, the logits' gradient
+# and a contiguous copy; then a margin for the layers' own gradients. Checked against measured peaks by
+# benchmarks/memory_guard.py: 1.08-1.17x for SmolLM2-135M at batch 1-16 and 1.29-1.36x for a tiny Llama here.
+BACKWARD_COPIES = 3
+ACTIVATION_MARGIN = 1.1
 
 
-def activation_bytes_per_token(trainer) -> float:
-    """Bytes of autograd-saved tensors per token of the training forward, measured.
+def activation_bytes_per_token(trainer) -> tuple[float, float]:
+    """Bytes of autograd-saved tensors per token of the training forward, and of the largest one, measured.
 
     One training forward (the trainer's own ``compute_loss``: LoRA, fused LM
-    head) on one training example, counting each saved tensor's storage once.
-    Measured rather than modelled, so it holds for any architecture, dtype and
-    attention kernel (sdpa saves no sequence-squared matrix; eager does, which
-    this per-token figure understates for longer rows).
+    head) on a batch of the first two training examples, counting each saved
+    tensor's storage once. Two rows, not one, so the figure includes what
+    batching adds: padding, and on CPUs the LM head's logits for the union of
+    the rows' answer positions. Measured rather than modelled, so it holds for
+    any architecture, dtype and attention kernel (sdpa saves no
+    sequence-squared matrix; eager does, which this per-token figure
+    understates for longer rows).
     """
-    example = trainer.train_dataset[0]
-    batch = trainer._prepare_inputs(trainer.data_collator([example]))
+    examples = [trainer.train_dataset[i] for i in range(min(2, len(trainer.train_dataset)))]
+    batch = trainer._prepare_inputs(trainer.data_collator(examples))
     storages: dict[int, int] = {}
 
     def pack(t: torch.Tensor):
@@ -329,8 +337,9 @@ def activation_bytes_per_token(trainer) -> float:
     del loss
     model.train(training)
     trainer._metrics["eval"].clear()  # the probe's token accuracy is not a validation result
-    saved = sum(n for ptr, n in storages.items() if ptr not in params)
-    return saved / len(example["input_ids"])
+    saved = [n for ptr, n in storages.items() if ptr not in params]
+    tokens = batch["input_ids"].numel()
+    return sum(saved) / tokens, max(saved) / tokens
 
 
 def memory_budget(cfg: TrainConfig, device: torch.device) -> tuple[int, str]:
@@ -345,28 +354,29 @@ def memory_budget(cfg: TrainConfig, device: torch.device) -> tuple[int, str]:
     return psutil.virtual_memory().available + psutil.Process().memory_info().rss, "available RAM"
 
 
-def estimate_memory(trainer, checkpointing: bool, per_token: float | None = None,
+def estimate_memory(trainer, checkpointing: bool, per_token: tuple[float, float] | None = None,
                     tokens: int | None = None) -> dict[str, int]:
     """Peak training memory (bytes) for the largest batch: weights, LoRA training state and activations.
 
     Weights: every parameter and buffer as loaded. LoRA state: a float32
     gradient and AdamW's two moments per trainable parameter. Activations:
-    the measured bytes per token times the largest batch (``tokens``, by
-    default the per-device batch times ``max_length``) with a margin for the
-    backward pass; with activation checkpointing, each layer keeps only its
-    input (hidden size per token) and one layer's activations are live at a
-    time.
+    the measured saved bytes per token, plus the backward pass's copies of
+    the largest saved tensor, times the largest batch (``tokens``, by default
+    the per-device batch times ``max_length``), with a margin; with
+    activation checkpointing, each layer keeps only its input (hidden size
+    per token) and one layer's activations are live at a time.
     """
     model, cfg = trainer.model, trainer.args
-    per_token = activation_bytes_per_token(trainer) if per_token is None else per_token
+    saved, largest = activation_bytes_per_token(trainer) if per_token is None else per_token
     weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     lora = sum(p.numel() for p in model.parameters() if p.requires_grad) * (4 + 8)
     tokens = cfg.per_device_train_batch_size * cfg.max_length if tokens is None else tokens
     text = model.config.get_text_config()
     if checkpointing:
         layers = text.num_hidden_layers
-        per_token = layers * text.hidden_size * model.dtype.itemsize + per_token / layers
-    return {"weights": weights, "lora_state": lora, "activations": int(tokens * per_token * ACTIVATION_MARGIN),
+        saved = layers * text.hidden_size * model.dtype.itemsize + saved / layers
+    per_token = (saved + BACKWARD_COPIES * largest) * ACTIVATION_MARGIN
+    return {"weights": weights, "lora_state": lora, "activations": int(tokens * per_token),
             "tokens": tokens}
 
 
@@ -414,7 +424,7 @@ def check_memory(trainer, config: Config) -> dict:
         trainer.args.activation_checkpointing = trainer.args.gradient_checkpointing = True
         trainer.model.enable_input_require_grads()  # as SFTTrainer does when it is on from the start
     return {"estimate_gib": round(total(chosen) / GiB, 3), "budget_gib": round(budget / GiB, 3),
-            "activation_bytes_per_token": round(per_token), "gradient_checkpointing": bool(checkpointing)}
+            "activation_bytes_per_token": round(per_token[0]), "gradient_checkpointing": bool(checkpointing)}
 
 
 def train(config: Config, resume: bool = False, overwrite: bool = False,
