@@ -42,7 +42,6 @@ def cpu_peak(prof) -> int:
 def measure(config) -> dict:
     """One optimizer step on the trainer's first batch: the guard's estimate and the measured peak (bytes)."""
     from torch.profiler import ProfilerActivity, profile
-
     from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
     trainer = build_trainer(config)
