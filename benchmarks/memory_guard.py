@@ -66,10 +66,9 @@ def measure(config) -> dict:
             trainer.train()
         peak = cpu_peak(prof)
     estimate = estimate_memory(trainer, False, per_token, tokens=tokens[0])
-    total = estimate["weights"] + estimate["lora_state"] + estimate["activations"]
     return {"batch": config.train.per_device_train_batch_size, "tokens": tokens[0],
-            "activation_bytes_per_token": round(per_token[0]), "estimate_gib": round(total / GiB, 3),
-            "measured_gib": round(peak / GiB, 3), "estimate_over_measured": round(total / peak, 3),
+            "activation_bytes_per_token": round(per_token[0]), "estimate_gib": round(estimate["total"] / GiB, 3),
+            "measured_gib": round(peak / GiB, 3), "estimate_over_measured": round(estimate["total"] / peak, 3),
             "parts_gib": {k: round(estimate[k] / GiB, 3) for k in ("weights", "lora_state", "activations")}}
 
 

@@ -256,8 +256,7 @@ def run_trainer(spec, path: str, model, tokenizer, train, check, held_out) -> di
     out = {"before": before, "after": [loss_of(b) for b in held_out], "times": times,
            "real": real[:len(times)], "computed": computed[:len(times)], "model": trainer.model}
     if per_token is not None:  # the memory guard's estimate for the largest batch this run took
-        estimate = estimate_memory(trainer, False, per_token, tokens=max(computed))
-        out["estimate_gib"] = round(sum(estimate[k] for k in ("weights", "lora_state", "activations")) / 2 ** 30, 3)
+        out["estimate_gib"] = round(estimate_memory(trainer, False, per_token, tokens=max(computed))["total"] / 2 ** 30, 3)
     return out
 
 

@@ -298,10 +298,10 @@ def build_trainer(config: Config, callbacks: list[TrainerCallback] | None = None
 # ----------------------------------------------------------------------------- memory guard
 
 GiB = 2 ** 30
-# At the start of the backward pass the LM head's loss holds, beside everything saved, up to three more
-# tensors the size of the largest saved one (its log-probabilities): their gradient, the logits' gradient
-# and a contiguous copy; then a margin for the layers' own gradients. Checked against measured peaks by
-# benchmarks/memory_guard.py: 1.08-1.17x for SmolLM2-135M at batch 1-16 and 1.29-1.36x for a tiny Llama here.
+# At the start of the backward pass the LM head's loss holds, beside everything saved, more tensors the
+# size of the largest saved one (its log-probabilities): their gradient, the logits' gradient, and on this
+# CPU about one more; then a margin for the layers' own gradients. Checked against measured peaks by
+# benchmarks/memory_guard.py (1.08-1.17x for SmolLM2-135M at batch 1-16 here) and tests/test_memory_guard.py.
 BACKWARD_COPIES = 3
 ACTIVATION_MARGIN = 1.1
 
@@ -375,9 +375,9 @@ def estimate_memory(trainer, checkpointing: bool, per_token: tuple[float, float]
     if checkpointing:
         layers = text.num_hidden_layers
         saved = layers * text.hidden_size * model.dtype.itemsize + saved / layers
-    per_token = (saved + BACKWARD_COPIES * largest) * ACTIVATION_MARGIN
-    return {"weights": weights, "lora_state": lora, "activations": int(tokens * per_token),
-            "tokens": tokens}
+    activations = int(tokens * (saved + BACKWARD_COPIES * largest) * ACTIVATION_MARGIN)
+    return {"weights": weights, "lora_state": lora, "activations": activations,
+            "total": weights + lora + activations, "tokens": tokens}
 
 
 def check_memory(trainer, config: Config) -> dict:
@@ -399,15 +399,12 @@ def check_memory(trainer, config: Config) -> dict:
     plain = estimate_memory(trainer, False, per_token)
     checkpointed = estimate_memory(trainer, True, per_token)
 
-    def total(e):
-        return e["weights"] + e["lora_state"] + e["activations"]
-
     if cfg.gradient_checkpointing == "auto":
-        checkpointing = total(plain) > budget
+        checkpointing = plain["total"] > budget
     else:
         checkpointing = cfg.gradient_checkpointing
     chosen = checkpointed if checkpointing else plain
-    if total(chosen) > budget:
+    if chosen["total"] > budget:
         parts = ", ".join(f"{k} {chosen[k] / GiB:.2f}" for k in ("weights", "lora_state", "activations"))
         hints = ["train.per_device_train_batch_size (raise gradient_accumulation_steps to keep the batch)",
                  "train.max_length"]
@@ -416,14 +413,14 @@ def check_memory(trainer, config: Config) -> dict:
         if trainer.model.dtype == torch.float32 and trainer.model.device.type == "cuda":
             hints.append("model.dtype: bfloat16")
         raise MedllmError(
-            f"training needs about {total(chosen) / GiB:.2f} GiB ({parts} GiB for a batch of "
+            f"training needs about {chosen['total'] / GiB:.2f} GiB ({parts} GiB for a batch of "
             f"{cfg.per_device_train_batch_size} x {cfg.max_length} tokens) but {budget / GiB:.2f} GiB is "
             f"available ({source}); lower " + ", or set ".join(hints[:2]) + (f", or set {', '.join(hints[2:])}"
                                                                               if hints[2:] else ""))
     if checkpointing and not trainer.args.activation_checkpointing:
         trainer.args.activation_checkpointing = trainer.args.gradient_checkpointing = True
         trainer.model.enable_input_require_grads()  # as SFTTrainer does when it is on from the start
-    return {"estimate_gib": round(total(chosen) / GiB, 3), "budget_gib": round(budget / GiB, 3),
+    return {"estimate_gib": round(chosen["total"] / GiB, 3), "budget_gib": round(budget / GiB, 3),
             "activation_bytes_per_token": round(per_token[0]), "gradient_checkpointing": bool(checkpointing)}
 
 
