@@ -1,4 +1,5 @@
-"""Data-parallel training: two CPU processes (gloo) against one at the same global batch, and a resumed 2-rank run."""
+"""Scale-out with the configs in configs/accelerate/, launched by ``accelerate launch`` as the README says, on
+two CPU ranks (gloo): each trains like one process at the same global batch, and resumes from its checkpoints."""
 
 import json
 import os
@@ -6,10 +7,15 @@ import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
 from conftest import REPO
+
+ACCELERATE = REPO / "configs" / "accelerate"
+CPU_FSDP = Path(__file__).parent / "cpu_fsdp"  # lets Accelerate pick FSDP on CPU ranks (see its docstring)
 
 
 def free_port() -> int:
@@ -18,30 +24,57 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_train(config, output_dir, per_device: int, processes: int, resume: bool = False) -> dict:
-    launcher = [sys.executable, "-m", "medllm"] if processes == 1 else [
-        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}", "-m", "medllm"]
-    overrides = {"model.name": config.model.name, "model.dtype": "float32", "data.dir": config.data_dir,
+def run_train(model: Path, data: Path, output_dir: Path, per_device: int, launch: str | None = None,
+              resume: bool = False) -> dict:
+    """``medllm train`` for 4 steps of a global batch of 8; ``launch`` names a configs/accelerate file (2 ranks)."""
+    overrides = {"model.name": model, "model.dtype": "float32", "data.dir": data,
                  "output_dir": output_dir, "train.max_steps": 4, "train.gradient_accumulation_steps": 2,
                  "train.per_device_train_batch_size": per_device, "train.eval_steps": 2, "train.save_steps": 2,
                  "train.eval_max_samples": 8, "train.eval_accuracy_samples": 7, "train.logging_steps": 1,
                  "train.warmup_steps": 0, "train.group_by_length": "false"}  # same order for any number of ranks
-    args = [a for key, value in overrides.items() for a in (f"--{key}", str(value))] + ["--resume"] * resume
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*launcher, "train", "--config", str(REPO / "configs" / "smollm2-135m-lora.yaml"), *args],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    train = ["-m", "medllm", "train", "--config", str(REPO / "configs" / "smollm2-135m-lora.yaml"),
+             *[a for key, value in overrides.items() for a in (f"--{key}", str(value))], *["--resume"] * resume]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(CPU_FSDP), os.environ.get("PYTHONPATH")]))}
+    if launch is None:
+        commands = [[sys.executable, *train]]
+    else:  # both ranks on this machine; multi-node.yaml: one launch per machine rank, rendezvous on 127.0.0.1
+        port = str(free_port())
+        accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / launch),
+                      "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", port,
+                      "--mixed_precision", "no"]
+        machines = [["--machine_rank", "0"], ["--machine_rank", "1"]] if launch == "multi-node.yaml" else [[]]
+        commands = [[*accelerate, *machine, *train] for machine in machines]
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for c in commands]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
     return json.loads((output_dir / "train_summary.json").read_text())
 
 
-def test_two_processes_train_like_one_at_the_same_global_batch_and_resume(tiny_dataset, tmp_path):
-    from safetensors.torch import load_file
+def losses(summary: dict) -> list[float]:
+    return [e["loss"] for e in summary["log_history"] if "loss" in e]
 
-    one = run_train(tiny_dataset, tmp_path / "one", per_device=4, processes=1)
-    two = run_train(tiny_dataset, tmp_path / "two", per_device=2, processes=2)
-    losses = [[e["loss"] for e in s["log_history"] if "loss" in e] for s in (one, two)]
-    assert len(losses[0]) == 4 and losses[1] == pytest.approx(losses[0], rel=1e-5), \
+
+def adapter(run: Path) -> dict:
+    return load_file(run / "adapter" / "adapter_model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, tiny_llama_dir, tiny_dataset_dir):
+    """The reference: one process, per-device batch 4, 2 accumulation steps."""
+    run = tmp_path_factory.mktemp("one") / "run"
+    return run_train(tiny_llama_dir, tiny_dataset_dir, run, per_device=4), run
+
+
+@pytest.mark.parametrize("launch", ["ddp.yaml", "fsdp.yaml", "multi-node.yaml"])
+def test_two_ranks_train_like_one_process_at_the_same_global_batch(launch, one_process, tiny_llama_dir,
+                                                                    tiny_dataset_dir, tmp_path):
+    one, one_run = one_process
+    run = tmp_path / "run"
+    two = run_train(tiny_llama_dir, tiny_dataset_dir, run, per_device=2, launch=launch)
+    assert len(losses(one)) == 4 and losses(two) == pytest.approx(losses(one), rel=1e-5), \
         "each rank takes its shard of the same global batch of 8; the loss is normalised by all ranks' tokens"
     # Validation loss is gathered across ranks: the 8 rows split 4 + 4, each rank's batch mean weighted by rows
     # (Trainer's way), so it matches one process's token-weighted mean only approximately.
@@ -49,24 +82,32 @@ def test_two_processes_train_like_one_at_the_same_global_batch_and_resume(tiny_d
     diagnosis = [[(e["eval_diagnosis_top1"], e["eval_diagnosis_n"]) for e in s["log_history"] if "eval_loss" in e]
                  for s in (one, two)]
     assert len(diagnosis[0]) == 2 and diagnosis[1] == diagnosis[0] and diagnosis[0][0][1] == 7, \
-        "the 7 validation cases split 4 + 3 across ranks and the hits are gathered: the same top-1 over all 7"
-    assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").is_file()
-    assert not (tmp_path / "two" / ".adapter.staging").exists()
-    a, b = (load_file(tmp_path / run / "adapter" / "adapter_model.safetensors") for run in ("one", "two"))
+        "the 7 validation cases are scored once each (split 4 + 3 across DDP ranks; in step under FSDP)"
+    assert not (run / ".adapter.staging").exists()
+    a, b = adapter(one_run), adapter(run)
     assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-6 for k in a), \
         "the same updates: the two ranks' gradients average to one process's"
     assert max(a[k].abs().max() for k in a if "lora_B" in k) > 1e-4, "the adapter moved (the comparison can fail)"
-    steps = [[r.split(",")[0] for r in (tmp_path / run / "logs" / "metrics.csv").read_text().splitlines()[1:]]
-             for run in ("one", "two")]
+    steps = [[r.split(",")[0] for r in (folder / "logs" / "metrics.csv").read_text().splitlines()[1:]]
+             for folder in (one_run, run)]
     assert steps[1] == steps[0], "rank 0 alone logs: each event once"
+    checkpoint = run / "checkpoints" / "checkpoint-2"
+    if launch == "fsdp.yaml":
+        assert two["memory"]["skipped"], "the memory guard stands aside when the weights are sharded"
+        assert sorted(p.name for p in (checkpoint / "pytorch_model_fsdp_0").glob("*.distcp")) == \
+            ["__0_0.distcp", "__1_0.distcp"], "a sharded checkpoint: one file per rank"
+    else:
+        assert "estimate_gib" in two["memory"] and (checkpoint / "adapter_model.safetensors").is_file()
+    if launch == "multi-node.yaml":
+        return
 
-    # Resume the 2-rank run from its step-2 checkpoint (as if killed after it): the same steps 3-4.
-    shutil.rmtree(tmp_path / "two" / "checkpoints" / "checkpoint-4")
-    shutil.rmtree(tmp_path / "two" / "adapter")
-    (tmp_path / "two" / "train_summary.json").unlink()
-    resumed = run_train(tiny_dataset, tmp_path / "two", per_device=2, processes=2, resume=True)
+    # Resume from the step-2 checkpoint (as if killed after it): the same steps 3-4, the same adapter.
+    shutil.rmtree(run / "checkpoints" / "checkpoint-4")
+    shutil.rmtree(run / "adapter")
+    (run / "train_summary.json").unlink()
+    resumed = run_train(tiny_llama_dir, tiny_dataset_dir, run, per_device=2, launch=launch, resume=True)
     assert resumed["resumed_from"].endswith("checkpoint-2")
-    assert [e["loss"] for e in resumed["log_history"] if "loss" in e] == pytest.approx(losses[1], rel=1e-5), \
-        "each rank's data order and RNG state come back from the checkpoint"
-    c = load_file(tmp_path / "two" / "adapter" / "adapter_model.safetensors")
+    assert losses(resumed) == pytest.approx(losses(two), rel=1e-5), \
+        "each rank's data order, RNG state and (FSDP: sharded) weights and optimizer come back from the checkpoint"
+    c = adapter(run)
     assert all((b[k] - c[k]).abs().max() < 1e-6 for k in b)
