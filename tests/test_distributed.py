@@ -24,14 +24,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_train(model: Path, data: Path, output_dir: Path, per_device: int, launch: str | None = None,
-              resume: bool = False) -> dict:
-    """``medllm train`` for 4 steps of a global batch of 8; ``launch`` names a configs/accelerate file (2 ranks)."""
+def launch_train(model: Path, data: Path, output_dir: Path, per_device: int, launch: str | None = None,
+                 resume: bool = False, **settings) -> tuple[int, str]:
+    """``medllm train`` for 4 steps of a global batch of 8; ``launch`` names a configs/accelerate file (2 ranks).
+
+    Returns the first non-zero exit status of its launches (0 when all succeed) and their standard error.
+    """
     overrides = {"model.name": model, "model.dtype": "float32", "data.dir": data,
                  "output_dir": output_dir, "train.max_steps": 4, "train.gradient_accumulation_steps": 2,
                  "train.per_device_train_batch_size": per_device, "train.eval_steps": 2, "train.save_steps": 2,
                  "train.eval_max_samples": 8, "train.eval_accuracy_samples": 7, "train.logging_steps": 1,
-                 "train.warmup_steps": 0, "train.group_by_length": "false"}  # same order for any number of ranks
+                 "train.warmup_steps": 0, "train.group_by_length": "false",  # same order for any number of ranks
+                 **settings}
     train = ["-m", "medllm", "train", "--config", str(REPO / "configs" / "smollm2-135m-lora.yaml"),
              *[a for key, value in overrides.items() for a in (f"--{key}", str(value))], *["--resume"] * resume]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1",
@@ -47,9 +51,15 @@ def run_train(model: Path, data: Path, output_dir: Path, per_device: int, launch
         commands = [[*accelerate, *machine, *train] for machine in machines]
     procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for c in commands]
-    for proc in procs:
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err[-3000:]
+    ended = [(proc.communicate(timeout=600)[1], proc.returncode) for proc in procs]
+    return next((status for _, status in ended if status), 0), "".join(err for err, _ in ended)
+
+
+def run_train(model: Path, data: Path, output_dir: Path, per_device: int, launch: str | None = None,
+              resume: bool = False) -> dict:
+    """A training run that must succeed; its ``train_summary.json``."""
+    status, err = launch_train(model, data, output_dir, per_device, launch, resume)
+    assert status == 0, err[-3000:]
     return json.loads((output_dir / "train_summary.json").read_text())
 
 
@@ -111,3 +121,19 @@ def test_two_ranks_train_like_one_process_at_the_same_global_batch(launch, one_p
         "each rank's data order, RNG state and (FSDP: sharded) weights and optimizer come back from the checkpoint"
     c = adapter(run)
     assert all((b[k] - c[k]).abs().max() < 1e-6 for k in b)
+
+
+@pytest.mark.parametrize("launch", ["ddp.yaml", "fsdp.yaml"])
+def test_a_non_finite_loss_stops_every_rank_and_keeps_the_last_good_checkpoint(launch, tiny_llama_dir,
+                                                                                tiny_dataset_dir, tmp_path):
+    run = tmp_path / "run"
+    # One AdamW step of about the learning rate makes the weights ~1e30: step 2's forward overflows.
+    status, err = launch_train(tiny_llama_dir, tiny_dataset_dir, run, per_device=2, launch=launch,
+                               **{"train.learning_rate": 1e30, "train.lr_scheduler_type": "constant",
+                                  "train.save_steps": 1, "train.eval_accuracy_samples": "null"})
+    assert status != 0
+    assert err.count("error: non-finite loss or gradient at step 2") == 2, \
+        "every rank stops before the optimizer step, none left waiting in a collective"
+    assert "last good checkpoint is " + str(run / "checkpoints" / "checkpoint-1") in err
+    assert [p.name for p in (run / "checkpoints").glob("checkpoint-*")] == ["checkpoint-1"]
+    assert not (run / "adapter").exists() and not (run / "train_summary.json").exists()
