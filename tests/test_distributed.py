@@ -4,9 +4,11 @@ two CPU ranks (gloo): each trains like one process at the same global batch, and
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,9 +26,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_train(model: Path, data: Path, output_dir: Path, per_device: int, launch: str | None = None,
+def launch_train(model: Path, data: Path, output_dir: Path, per_device: int, config_file: str | None = None,
                  resume: bool = False, **settings) -> tuple[int, str]:
-    """``medllm train`` for 4 steps of a global batch of 8; ``launch`` names a configs/accelerate file (2 ranks).
+    """``medllm train`` for 4 steps of a global batch of 8; ``config_file`` names a configs/accelerate file (2 ranks).
 
     Returns the first non-zero exit status of its launches (0 when all succeed) and their standard error.
     """
@@ -38,27 +40,38 @@ def launch_train(model: Path, data: Path, output_dir: Path, per_device: int, lau
                  **settings}
     train = ["-m", "medllm", "train", "--config", str(REPO / "configs" / "smollm2-135m-lora.yaml"),
              *[a for key, value in overrides.items() for a in (f"--{key}", str(value))], *["--resume"] * resume]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(CPU_FSDP), os.environ.get("PYTHONPATH")]))}
-    if launch is None:
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    if config_file == "fsdp.yaml":
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CPU_FSDP), os.environ.get("PYTHONPATH")]))
+    if config_file is None:
         commands = [[sys.executable, *train]]
     else:  # both ranks on this machine; multi-node.yaml: one launch per machine rank, rendezvous on 127.0.0.1
-        port = str(free_port())
-        accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / launch),
-                      "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", port,
-                      "--mixed_precision", "no"]
-        machines = [["--machine_rank", "0"], ["--machine_rank", "1"]] if launch == "multi-node.yaml" else [[]]
+        accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / config_file),
+                      "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port",
+                      str(free_port()), "--mixed_precision", "no"]
+        machines = [["--machine_rank", "0"], ["--machine_rank", "1"]] if config_file == "multi-node.yaml" else [[]]
         commands = [[*accelerate, *machine, *train] for machine in machines]
-    procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for c in commands]
-    ended = [(proc.communicate(timeout=600)[1], proc.returncode) for proc in procs]
-    return next((status for _, status in ended if status), 0), "".join(err for err, _ in ended)
+    errs = [tempfile.TemporaryFile("w+") for _ in commands]  # files, not pipes: an undrained pipe blocks its rank
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+             for c, err in zip(commands, errs)]
+    try:
+        statuses = [proc.wait(timeout=600) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:  # timed out: stop the launcher and its ranks
+                os.killpg(proc.pid, signal.SIGKILL)
+    text = ""
+    for err in errs:
+        with err:
+            err.seek(0)
+            text += err.read()
+    return next((s for s in statuses if s), 0), text
 
 
-def run_train(model: Path, data: Path, output_dir: Path, per_device: int, launch: str | None = None,
+def run_train(model: Path, data: Path, output_dir: Path, per_device: int, config_file: str | None = None,
               resume: bool = False) -> dict:
     """A training run that must succeed; its ``train_summary.json``."""
-    status, err = launch_train(model, data, output_dir, per_device, launch, resume)
+    status, err = launch_train(model, data, output_dir, per_device, config_file, resume)
     assert status == 0, err[-3000:]
     return json.loads((output_dir / "train_summary.json").read_text())
 
@@ -78,12 +91,12 @@ def one_process(tmp_path_factory, tiny_llama_dir, tiny_dataset_dir):
     return run_train(tiny_llama_dir, tiny_dataset_dir, run, per_device=4), run
 
 
-@pytest.mark.parametrize("launch", ["ddp.yaml", "fsdp.yaml", "multi-node.yaml"])
-def test_two_ranks_train_like_one_process_at_the_same_global_batch(launch, one_process, tiny_llama_dir,
+@pytest.mark.parametrize("config_file", ["ddp.yaml", "fsdp.yaml", "multi-node.yaml"])
+def test_two_ranks_train_like_one_process_at_the_same_global_batch(config_file, one_process, tiny_llama_dir,
                                                                     tiny_dataset_dir, tmp_path):
     one, one_run = one_process
     run = tmp_path / "run"
-    two = run_train(tiny_llama_dir, tiny_dataset_dir, run, per_device=2, launch=launch)
+    two = run_train(tiny_llama_dir, tiny_dataset_dir, run, per_device=2, config_file=config_file)
     assert len(losses(one)) == 4 and losses(two) == pytest.approx(losses(one), rel=1e-5), \
         "each rank takes its shard of the same global batch of 8; the loss is normalised by all ranks' tokens"
     # Validation loss is gathered across ranks: the 8 rows split 4 + 4, each rank's batch mean weighted by rows
@@ -92,7 +105,7 @@ def test_two_ranks_train_like_one_process_at_the_same_global_batch(launch, one_p
     diagnosis = [[(e["eval_diagnosis_top1"], e["eval_diagnosis_n"]) for e in s["log_history"] if "eval_loss" in e]
                  for s in (one, two)]
     assert len(diagnosis[0]) == 2 and diagnosis[1] == diagnosis[0] and diagnosis[0][0][1] == 7, \
-        "the 7 validation cases are scored once each (split 4 + 3 across DDP ranks; in step under FSDP)"
+        "all 7 validation cases count once (split 4 + 3 across DDP ranks and gathered; under FSDP every rank scores all)"
     assert not (run / ".adapter.staging").exists()
     a, b = adapter(one_run), adapter(run)
     assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-6 for k in a), \
@@ -102,20 +115,24 @@ def test_two_ranks_train_like_one_process_at_the_same_global_batch(launch, one_p
              for folder in (one_run, run)]
     assert steps[1] == steps[0], "rank 0 alone logs: each event once"
     checkpoint = run / "checkpoints" / "checkpoint-2"
-    if launch == "fsdp.yaml":
+    if config_file == "fsdp.yaml":
+        from torch.distributed.checkpoint import FileSystemReader
+
         assert two["memory"]["skipped"], "the memory guard stands aside when the weights are sharded"
-        assert sorted(p.name for p in (checkpoint / "pytorch_model_fsdp_0").glob("*.distcp")) == \
-            ["__0_0.distcp", "__1_0.distcp"], "a sharded checkpoint: one file per rank"
+        saved = FileSystemReader(checkpoint / "pytorch_model_fsdp_0").read_metadata().state_dict_metadata
+        assert len(saved) == len(a) and all(
+            "lora_" in name and [c.sizes[0] for c in tensor.chunks] == [tensor.size[0] // 2] * 2
+            for name, tensor in saved.items()), "the LoRA weights alone, each saved as two shards of half its rows"
     else:
         assert "estimate_gib" in two["memory"] and (checkpoint / "adapter_model.safetensors").is_file()
-    if launch == "multi-node.yaml":
+    if config_file == "multi-node.yaml":
         return
 
     # Resume from the step-2 checkpoint (as if killed after it): the same steps 3-4, the same adapter.
     shutil.rmtree(run / "checkpoints" / "checkpoint-4")
     shutil.rmtree(run / "adapter")
     (run / "train_summary.json").unlink()
-    resumed = run_train(tiny_llama_dir, tiny_dataset_dir, run, per_device=2, launch=launch, resume=True)
+    resumed = run_train(tiny_llama_dir, tiny_dataset_dir, run, per_device=2, config_file=config_file, resume=True)
     assert resumed["resumed_from"].endswith("checkpoint-2")
     assert losses(resumed) == pytest.approx(losses(two), rel=1e-5), \
         "each rank's data order, RNG state and (FSDP: sharded) weights and optimizer come back from the checkpoint"
@@ -123,17 +140,17 @@ def test_two_ranks_train_like_one_process_at_the_same_global_batch(launch, one_p
     assert all((b[k] - c[k]).abs().max() < 1e-6 for k in b)
 
 
-@pytest.mark.parametrize("launch", ["ddp.yaml", "fsdp.yaml"])
-def test_a_non_finite_loss_stops_every_rank_and_keeps_the_last_good_checkpoint(launch, tiny_llama_dir,
+@pytest.mark.parametrize("config_file", ["ddp.yaml", "fsdp.yaml"])
+def test_a_non_finite_loss_stops_every_rank_and_keeps_the_last_good_checkpoint(config_file, tiny_llama_dir,
                                                                                 tiny_dataset_dir, tmp_path):
     run = tmp_path / "run"
     # One AdamW step of about the learning rate makes the weights ~1e30: step 2's forward overflows.
-    status, err = launch_train(tiny_llama_dir, tiny_dataset_dir, run, per_device=2, launch=launch,
+    status, err = launch_train(tiny_llama_dir, tiny_dataset_dir, run, per_device=2, config_file=config_file,
                                **{"train.learning_rate": 1e30, "train.lr_scheduler_type": "constant",
                                   "train.save_steps": 1, "train.eval_accuracy_samples": "null"})
     assert status != 0
     assert err.count("error: non-finite loss or gradient at step 2") == 2, \
-        "every rank stops before the optimizer step, none left waiting in a collective"
+        "every rank stops at step 2, none left waiting in a collective"
     assert "last good checkpoint is " + str(run / "checkpoints" / "checkpoint-1") in err
     assert [p.name for p in (run / "checkpoints").glob("checkpoint-*")] == ["checkpoint-1"]
     assert not (run / "adapter").exists() and not (run / "train_summary.json").exists()
