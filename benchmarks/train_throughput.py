@@ -21,9 +21,10 @@ learning rate (constant, AdamW), for ``--warmup`` + ``--steps`` optimizer steps:
 
 Each path runs in its own process (peak memory: CUDA's max allocated, or the
 process's peak RSS on a CPU, shown beside the memory guard's estimate,
-:func:`medllm.train.estimate_memory`, for the largest batch the path took). Throughput counts real (non-pad) tokens; the
-figure is the median over the measured steps, and the ratio to the baseline
-is what to quote (the machine is shared). Learning is checked two ways: the
+:func:`medllm.train.estimate_memory`, for the largest batch the path took).
+Throughput counts real (non-pad) tokens; the figure is the median over the
+measured steps, and the ratio to the baseline is what to quote (the machine
+is shared). Learning is checked two ways: the
 loss of each path on the same fixed batches before training must agree with
 the baseline's within ``--tolerance`` (relative), and the validation loss
 after training is reported beside the baseline's.
@@ -256,7 +257,8 @@ def run_trainer(spec, path: str, model, tokenizer, train, check, held_out) -> di
     out = {"before": before, "after": [loss_of(b) for b in held_out], "times": times,
            "real": real[:len(times)], "computed": computed[:len(times)], "model": trainer.model}
     if per_token is not None:  # the memory guard's estimate for the largest batch this run took
-        out["estimate_gib"] = round(estimate_memory(trainer, False, per_token, tokens=max(computed))["total"] / 2 ** 30, 3)
+        estimate = estimate_memory(trainer, False, per_token, tokens=max(computed))
+        out["estimate_gib"] = round(estimate["total"] / 2 ** 30, 3)
     return out
 
 

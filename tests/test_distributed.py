@@ -46,9 +46,10 @@ def launch_train(model: Path, data: Path, output_dir: Path, per_device: int, con
     if config_file is None:
         commands = [[sys.executable, *train]]
     else:  # both ranks on this machine; multi-node.yaml: one launch per machine rank, rendezvous on 127.0.0.1
-        accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / config_file),
-                      "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port",
-                      str(free_port()), "--mixed_precision", "no"]
+        accelerate = [sys.executable, "-m", "accelerate.commands.launch",
+                      "--config_file", str(ACCELERATE / config_file), "--num_processes", "2",
+                      "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
+                      "--mixed_precision", "no"]
         machines = [["--machine_rank", "0"], ["--machine_rank", "1"]] if config_file == "multi-node.yaml" else [[]]
         commands = [[*accelerate, *machine, *train] for machine in machines]
     errs = [tempfile.TemporaryFile("w+") for _ in commands]  # files, not pipes: an undrained pipe blocks its rank
@@ -105,7 +106,7 @@ def test_two_ranks_train_like_one_process_at_the_same_global_batch(config_file, 
     diagnosis = [[(e["eval_diagnosis_top1"], e["eval_diagnosis_n"]) for e in s["log_history"] if "eval_loss" in e]
                  for s in (one, two)]
     assert len(diagnosis[0]) == 2 and diagnosis[1] == diagnosis[0] and diagnosis[0][0][1] == 7, \
-        "all 7 validation cases count once (split 4 + 3 across DDP ranks and gathered; under FSDP every rank scores all)"
+        "all 7 validation cases count once (split 4 + 3 across DDP ranks; under FSDP every rank scores all 7)"
     assert not (run / ".adapter.staging").exists()
     a, b = adapter(one_run), adapter(run)
     assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-6 for k in a), \
