@@ -11,7 +11,7 @@ STAMP := $(VENV)/.medllm-installed
 SYSTEM_PACKAGES := chromium docker-registry
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install system-packages clean
+.PHONY: demo test test-fast lint install system-packages clean
 
 install: $(STAMP)
 
@@ -30,8 +30,16 @@ system-packages:
 	  { export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES) || \
 	    { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES); }; }
 
-test: $(STAMP) system-packages
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint system-packages
 	$(VENV)/bin/pytest -q
+
+# while developing: the unit tests alone (no SmolLM2, no launched processes or servers)
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not integration and not slow"
 
 clean:
 	rm -rf $(VENV) runs

@@ -2,7 +2,7 @@
 
 Two paths of ``medllm eval`` on the embedded SmolLM2-135M (float32):
 
-- the multiple-choice scorer (:func:`medllm.mcq.evaluate_mcq`, lm-eval
+- the multiple-choice scorer (:func:`medllm.eval.mcq.evaluate_mcq`, lm-eval
   log-likelihood, 0-shot) on a seeded subset of the MMLU medical questions,
   at batch sizes 1, 8 and 32; the log-likelihoods of every batch size are
   compared with batch 1 (they must agree);
@@ -33,10 +33,11 @@ import numpy as np
 import torch
 
 from medllm.config import load_config
-from medllm.data import load_split
+from medllm.data.benchmarks import load_benchmark
+from medllm.data.build import load_split
+from medllm.eval.mcq import evaluate_mcq
 from medllm.generation import generate_answers
 from medllm.io import atomic_write_json
-from medllm.mcq import evaluate_mcq, load_benchmark
 from medllm.models import load_model, load_tokenizer
 from medllm.prompts import RATIONALE
 
@@ -71,12 +72,15 @@ def main() -> None:
     mcq, reference = {}, None
     for batch_size in args.batch_sizes:
         score = partial(evaluate_mcq, model, tokenizer, batch_size=batch_size)
-        seconds, result = timed(lambda: score(items), lambda: score(items[:batch_size]), args.repeats)
+        seconds, result = timed(partial(score, items), partial(score, items[:batch_size]), args.repeats)
         lls = np.array([ll for p in result["predictions"] for ll in p["loglikelihoods"]])
         reference = lls if reference is None else reference
-        mcq[batch_size] = {"seconds": round(seconds, 2), "items_per_s": round(len(items) / seconds, 2),
-                           "acc": result["acc"]["micro"]["value"],
-                           "max_abs_ll_diff_vs_first": float(np.abs(lls - reference).max())}
+        mcq[batch_size] = {
+            "seconds": round(seconds, 2),
+            "items_per_s": round(len(items) / seconds, 2),
+            "acc": result["acc"]["micro"]["value"],
+            "max_abs_ll_diff_vs_first": float(np.abs(lls - reference).max()),
+        }
         print(f"mcq batch {batch_size}: {mcq[batch_size]}", flush=True)
     first = args.batch_sizes[0]
     for row in mcq.values():
@@ -87,9 +91,15 @@ def main() -> None:
         prompts = list(load_split(args.data, "test").shuffle(seed=0).select(range(args.prompts))["prompt"])
         generation = {}
         for batch_size in (1, args.generation_batch):
-            run = partial(generate_answers, model, tokenizer, batch_size=batch_size,
-                          max_new_tokens=args.max_new_tokens, stop_strings=[RATIONALE])
-            seconds, _ = timed(lambda: run(prompts), lambda: run(prompts[:batch_size]), args.repeats)
+            run = partial(
+                generate_answers,
+                model,
+                tokenizer,
+                batch_size=batch_size,
+                max_new_tokens=args.max_new_tokens,
+                stop_strings=[RATIONALE],
+            )
+            seconds, _ = timed(partial(run, prompts), partial(run, prompts[:batch_size]), args.repeats)
             generation[batch_size] = {"seconds": round(seconds, 2), "items_per_s": round(len(prompts) / seconds, 3)}
             print(f"generation batch {batch_size}: {generation[batch_size]}", flush=True)
         generation["speedup"] = round(generation[1]["seconds"] / generation[args.generation_batch]["seconds"], 2)
@@ -97,11 +107,13 @@ def main() -> None:
         print(f"no dataset at {args.data} (run `medllm data` first): generation throughput skipped")
 
     report = {
-        "protocol": (f"model {config.model.name} float32, torch threads {torch.get_num_threads()}; median of "
-                     f"{args.repeats} runs after a warm-up. MCQ: {len(items)} MMLU-medical questions (seeded sample), "
-                     f"lm-eval log-likelihood 0-shot, 4 requests a question, one-token letter choices sharing a row. "
-                     f"Generation: {args.prompts} test prompts of {args.data}, greedy, max {args.max_new_tokens} new "
-                     f"tokens, stopped at the rationale."),
+        "protocol": (
+            f"model {config.model.name} float32, torch threads {torch.get_num_threads()}; median of "
+            f"{args.repeats} runs after a warm-up. MCQ: {len(items)} MMLU-medical questions (seeded sample), "
+            f"lm-eval log-likelihood 0-shot, 4 requests a question, one-token letter choices sharing a row. "
+            f"Generation: {args.prompts} test prompts of {args.data}, greedy, max {args.max_new_tokens} new "
+            f"tokens, stopped at the rationale."
+        ),
         "mcq": mcq,
         "generation": generation,
     }
@@ -113,8 +125,10 @@ def main() -> None:
     if generation:
         for batch_size in (1, args.generation_batch):
             row = generation[batch_size]
-            print(f"| generation | {batch_size} | {row['seconds']} | {row['items_per_s']} | "
-                  f"{generation['speedup'] if batch_size != 1 else 1.0}x |")
+            print(
+                f"| generation | {batch_size} | {row['seconds']} | {row['items_per_s']} | "
+                f"{generation['speedup'] if batch_size != 1 else 1.0}x |"
+            )
 
 
 if __name__ == "__main__":

@@ -32,14 +32,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import running  # noqa: E402  (a uvicorn on a free 127.0.0.1 port)
-
-from medllm.cli import DEFAULT_CONFIG, parse_overrides  # noqa: E402
-from medllm.config import load_config  # noqa: E402
-from medllm.data import load_index, load_split  # noqa: E402
+from medllm.config import (  # noqa: E402
+    DEFAULT_RECIPE,
+    load_config,
+    parse_overrides,
+)
+from medllm.data.build import load_index, load_split  # noqa: E402
 from medllm.io import atomic_write_json  # noqa: E402
 from medllm.prompts import build_messages, describe_candidate  # noqa: E402
 from medllm.retrieval import split_findings  # noqa: E402
-from medllm.serve import PatientCase, create_app, load_backend  # noqa: E402
+from medllm.serve.app import PatientCase, create_app, load_backend  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -48,14 +50,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(latencies: list[float], tokens: list[int]) -> dict:
-    return {"n": len(latencies), "p50_s": round(statistics.median(latencies), 3),
-            "p95_s": round(percentile(latencies, 0.95), 3),
-            "tokens_per_s_median": round(statistics.median(t / s for t, s in zip(tokens, latencies)), 1)}
+    return {
+        "n": len(latencies),
+        "p50_s": round(statistics.median(latencies), 3),
+        "p95_s": round(percentile(latencies, 0.95), 3),
+        "tokens_per_s_median": round(statistics.median(t / s for t, s in zip(tokens, latencies)), 1),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--config", default=DEFAULT_RECIPE)
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=4)
     args, overrides = parser.parse_known_args()
@@ -70,8 +75,8 @@ def main() -> None:
     def baseline(body: dict) -> tuple[float, int]:
         """The same prompt the server builds, timed from chat template to decoded answer."""
         vignette = PatientCase(**body).vignette()
-        hits = index.search(vignette, config.data.num_candidates)
-        messages = build_messages(vignette, [describe_candidate(d) for d, _ in hits], config.data.differential_size)
+        hits = index.search(vignette, config.prompt.num_candidates)
+        messages = build_messages(vignette, [describe_candidate(d) for d, _ in hits], config.prompt.differential_size)
         started = time.perf_counter()
         _, n_tokens = engine.complete(messages)
         return time.perf_counter() - started, n_tokens
@@ -102,17 +107,23 @@ def main() -> None:
     ok = [s for status, s in results if status == 200]
     report = {
         "protocol": f"{args.cases} test-split cases of {config.data_dir}, alternating baseline and served; "
-                    f"greedy, max_new_tokens {config.serve.max_new_tokens}; model {engine.name}, "
-                    f"adapter {engine.adapter}; torch threads {torch.get_num_threads()}",
+        f"greedy, max_new_tokens {config.serve.max_new_tokens}; model {engine.name}, "
+        f"adapter {engine.adapter}; torch threads {torch.get_num_threads()}",
         "baseline_generate": summary(plain["latency"], plain["tokens"]),
         "served_diagnose": summary(served["latency"], served["tokens"]),
-        "served_over_baseline_p50": round(statistics.median(served["latency"]) / statistics.median(plain["latency"]), 3),
-        "concurrent": {"clients": args.concurrency, "max_pending": config.serve.max_pending,
-                       "ok": len(ok), "busy_503": sum(status == 503 for status, _ in results),
-                       "other": sorted({status for status, _ in results} - {200, 503}),
-                       "p50_s": round(statistics.median(ok), 3) if ok else None,
-                       "p95_s": round(percentile(ok, 0.95), 3) if ok else None,
-                       "requests_per_s": round(len(ok) / wall, 3)},
+        "served_over_baseline_p50": round(
+            statistics.median(served["latency"]) / statistics.median(plain["latency"]), 3
+        ),
+        "concurrent": {
+            "clients": args.concurrency,
+            "max_pending": config.serve.max_pending,
+            "ok": len(ok),
+            "busy_503": sum(status == 503 for status, _ in results),
+            "other": sorted({status for status, _ in results} - {200, 503}),
+            "p50_s": round(statistics.median(ok), 3) if ok else None,
+            "p95_s": round(percentile(ok, 0.95), 3) if ok else None,
+            "requests_per_s": round(len(ok) / wall, 3),
+        },
     }
     atomic_write_json(config.output_dir / "bench" / "serve_latency.json", report)
     print(json.dumps(report, indent=2))

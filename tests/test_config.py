@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from medllm.cli import main, parse_overrides
-from medllm.config import load_config
+from medllm.cli import main
+from medllm.config import RECIPES, load_config, parse_overrides
 from medllm.errors import MedllmError
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted(RECIPES.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -22,11 +22,17 @@ def test_llama2_recipe_targets_the_hub_model_in_bf16():
 
 
 def test_overrides_are_typed_and_nested():
-    config = load_config(CONFIGS[0], {"train.max_steps": "7", "eval.max_cases": "null",
-                                      "data.cases_per_disease": "{train: 2, validation: 1, test: 1}"})
+    config = load_config(
+        CONFIGS[0],
+        {
+            "train.max_steps": "7",
+            "eval.max_cases": "null",
+            "data.simulation.cases_per_disease": "{train: 2, validation: 1, test: 1}",
+        },
+    )
     assert config.train.max_steps == 7
     assert config.eval.max_cases is None
-    assert config.data.cases_per_disease["train"] == 2
+    assert config.data.simulation.cases_per_disease["train"] == 2
 
 
 def test_unknown_field_is_named():
@@ -61,11 +67,14 @@ def test_parse_overrides_both_forms():
         parse_overrides(["stray"])
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["train", "--config", "/no/such.yaml"], "config file not found: /no/such.yaml"),
-    (["data", "--lora.rank", "8"], "unknown config field 'lora.rank'"),
-    (["eval", "--output_dir", "/nonexistent/run"], "no dataset at /nonexistent/run/data"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["train", "--config", "/no/such.yaml"], "config file not found: /no/such.yaml"),
+        (["data", "--lora.rank", "8"], "unknown config field 'lora.rank'"),
+        (["eval", "--output_dir", "/nonexistent/run"], "no dataset at /nonexistent/run/data"),
+    ],
+)
 def test_cli_errors_are_one_line_and_exit_nonzero(argv, expected, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -3,8 +3,9 @@ import pytest
 from medllm.knowledge import load_common_diseases, load_hpo_diseases, normalize_name, parse_frequency
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("3/4", 0.75), ("40%", 0.4), ("HP:0040281", 0.9), ("HP:0040285", 0.0), ("", 0.5), ("0/0", 0.5)])
+@pytest.mark.parametrize(
+    "raw, expected", [("3/4", 0.75), ("40%", 0.4), ("HP:0040281", 0.9), ("HP:0040285", 0.0), ("", 0.5), ("0/0", 0.5)]
+)
 def test_parse_frequency(raw, expected):
     assert parse_frequency(raw) == pytest.approx(expected)
 

@@ -29,7 +29,7 @@ def test_cache_is_used_only_when_complete(tmp_path):
 def test_local_folder_and_hub_id_resolve(tmp_path, tiny_llama_dir):
     assert resolve_model_path(ModelConfig(name=str(tiny_llama_dir))) == str(tiny_llama_dir)
     assert resolve_model_path(ModelConfig(name="meta-llama/Llama-2-7b-chat-hf")) == "meta-llama/Llama-2-7b-chat-hf"
-    with pytest.raises(MedllmError, match="no config.json"):
+    with pytest.raises(MedllmError, match=r"no config.json"):
         resolve_model_path(ModelConfig(name=str(tmp_path)))
     with pytest.raises(MedllmError, match="neither a local folder"):
         resolve_model_path(ModelConfig(name="not a model"))

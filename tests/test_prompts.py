@@ -12,12 +12,20 @@ def test_answer_round_trips_through_the_parser():
 
 
 def test_parser_falls_back_to_plain_lines():
-    assert parse_differential("- Marfan syndrome\n- Homocystinuria\nRationale: x") == ["Marfan syndrome", "Homocystinuria"]
+    assert parse_differential("- Marfan syndrome\n- Homocystinuria\nRationale: x") == [
+        "Marfan syndrome",
+        "Homocystinuria",
+    ]
 
 
 def test_matcher_respects_subtype_numbers_and_synonyms():
-    matcher = DiseaseMatcher([_disease("A", "Epileptic encephalopathy 9"), _disease("B", "Epileptic encephalopathy 96"),
-                              _disease("C", "Epilepsy", ["Seizure Disorder"])])
+    matcher = DiseaseMatcher(
+        [
+            _disease("A", "Epileptic encephalopathy 9"),
+            _disease("B", "Epileptic encephalopathy 96"),
+            _disease("C", "Epilepsy", ["Seizure Disorder"]),
+        ]
+    )
     assert matcher.match("Epileptic encephalopathy 96") == "B"
     assert matcher.match("epileptic encephalopathy, 9") == "A"
     assert matcher.match("Likely epileptic encephalopathy 96 (EEG)") == "B"
@@ -27,8 +35,12 @@ def test_matcher_respects_subtype_numbers_and_synonyms():
 
 
 def test_candidate_evidence_lists_the_most_frequent_findings():
-    disease = Disease(id="A", name="Asthma", source="common",
-                      findings=[Finding("cough", 0.5), Finding("wheezing", 0.9), Finding("fever", 0.1), Finding("dyspnea", 0.8)])
+    disease = Disease(
+        id="A",
+        name="Asthma",
+        source="common",
+        findings=[Finding("cough", 0.5), Finding("wheezing", 0.9), Finding("fever", 0.1), Finding("dyspnea", 0.8)],
+    )
     assert describe_candidate(disease) == "Asthma (typically wheezing, dyspnea)"
     assert describe_candidate(disease, 3) == "Asthma (typically wheezing, dyspnea, cough)"
 

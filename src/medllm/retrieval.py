@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import json
 import os
 import re
@@ -34,16 +35,56 @@ from medllm.io import atomic_write_json, read_jsonl
 from medllm.knowledge import Disease
 
 STOP_WORDS = frozenset(
-    "a an and are as at be by for from has have in is it of on or the to with without "
-    "abnormal abnormality presents presenting patient year years old month months man woman boy girl "
-    "infant newborn onset since".split())
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "in",
+        "is",
+        "it",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "with",
+        "without",
+        "abnormal",
+        "abnormality",
+        "presents",
+        "presenting",
+        "patient",
+        "year",
+        "years",
+        "old",
+        "month",
+        "months",
+        "man",
+        "woman",
+        "boy",
+        "girl",
+        "infant",
+        "newborn",
+        "onset",
+        "since",
+    ]
+)
 METHODS = ("bm25", "dense", "hybrid")
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def tokenize(text: str) -> list[str]:
     words = [w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOP_WORDS]
-    return words + [f"{a}_{b}" for a, b in zip(words, words[1:])]
+    return words + [f"{a}_{b}" for a, b in itertools.pairwise(words)]
 
 
 def profile_text(disease: Disease) -> str:
@@ -75,8 +116,11 @@ def embed(texts: list[str]) -> np.ndarray:
     """Unit-length float32 embeddings, one row per text."""
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
-    return load_encoder().encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
-                                 show_progress_bar=False).astype(np.float32)
+    return (
+        load_encoder()
+        .encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        .astype(np.float32)
+    )
 
 
 def _bm25(docs: list[str]) -> bm25s.BM25:
@@ -101,6 +145,7 @@ def _rrf(rankings: list[np.ndarray], k: int) -> np.ndarray:
 @dataclass
 class Match:
     """A finding of the patient matched to one of the disease's annotated findings."""
+
     finding: str
     patient_phrase: str
     similarity: float
@@ -109,8 +154,7 @@ class Match:
 class DiseaseIndex:
     """BM25 and finding embeddings over ``diseases``; ``search`` fuses them by ``method``."""
 
-    def __init__(self, diseases: list[Disease], method: str = "hybrid", rrf_k: int = 10,
-                 _parts: tuple | None = None):
+    def __init__(self, diseases: list[Disease], method: str = "hybrid", rrf_k: int = 10, _parts: tuple | None = None):
         if not diseases:
             raise ValueError("cannot index an empty disease list")
         if method not in METHODS:
@@ -125,8 +169,14 @@ class DiseaseIndex:
                         owner.append(i), names.append(f.name), phrases.append(phrase)
             unique = list(dict.fromkeys(phrases))
             position = {p: j for j, p in enumerate(unique)}
-            _parts = (_bm25([profile_text(d) for d in diseases]), np.array(owner), names,
-                      np.array([position[p] for p in phrases]), unique, embed(unique))
+            _parts = (
+                _bm25([profile_text(d) for d in diseases]),
+                np.array(owner),
+                names,
+                np.array([position[p] for p in phrases]),
+                unique,
+                embed(unique),
+            )
         self._bm25, self._owner, self._names, self._phrase_of, self._phrases, self._vectors = _parts
         self._starts = np.r_[0, np.flatnonzero(np.diff(self._owner)) + 1]
 
@@ -145,8 +195,9 @@ class DiseaseIndex:
             return _bm25_scores(self._bm25, text, len(self.diseases))
         if method == "dense":
             return self._dense_scores(phrase_vectors)
-        return _rrf([_bm25_scores(self._bm25, text, len(self.diseases)), self._dense_scores(phrase_vectors)],
-                    self.rrf_k)
+        return _rrf(
+            [_bm25_scores(self._bm25, text, len(self.diseases)), self._dense_scores(phrase_vectors)], self.rrf_k
+        )
 
     def search_many(self, texts: list[str], k: int, method: str | None = None) -> list[list[tuple[Disease, float]]]:
         """The ``k`` best diseases for each text, best first; findings are embedded in one batch."""
@@ -155,7 +206,7 @@ class DiseaseIndex:
         vectors = embed([p for ps in phrases for p in ps]) if method != "bm25" else np.zeros((0, 384))
         results, offset = [], 0
         for text, ps in zip(texts, phrases):
-            scores = self._scores(text, vectors[offset: offset + len(ps)], method)
+            scores = self._scores(text, vectors[offset : offset + len(ps)], method)
             offset += len(ps) if method != "bm25" else 0
             order = np.argsort(-scores, kind="stable")[:k]
             results.append([(self.diseases[i], float(scores[i])) for i in order])
@@ -191,12 +242,19 @@ class DiseaseIndex:
         np.save(folder / "vectors.npy", self._vectors)
         np.savez(folder / "entries.npz", owner=self._owner, phrase_of=self._phrase_of)
         atomic_write_json(folder / "entries.json", {"phrases": self._phrases, "names": self._names})
-        atomic_write_json(folder / "manifest.json", {
-            "encoder": ENCODER, "method": self.method, "rrf_k": self.rrf_k,
-            "diseases": [d.id for d in self.diseases], "phrases": len(self._phrases)})
+        atomic_write_json(
+            folder / "manifest.json",
+            {
+                "encoder": ENCODER,
+                "method": self.method,
+                "rrf_k": self.rrf_k,
+                "diseases": [d.id for d in self.diseases],
+                "phrases": len(self._phrases),
+            },
+        )
 
     @classmethod
-    def load(cls, folder: Path, diseases: list[Disease], method: str | None = None) -> "DiseaseIndex":
+    def load(cls, folder: Path, diseases: list[Disease], method: str | None = None) -> DiseaseIndex:
         """The index saved in ``folder``; it must cover exactly ``diseases``, in order."""
         folder = Path(folder)
         manifest_path = folder / "manifest.json"
@@ -207,8 +265,14 @@ class DiseaseIndex:
             raise MedllmError(f"{folder}: the index was built for another disease list: rerun `medllm index`")
         entries = json.loads((folder / "entries.json").read_text())
         arrays = np.load(folder / "entries.npz")
-        parts = (bm25s.BM25.load(str(folder / "bm25")), arrays["owner"], entries["names"], arrays["phrase_of"],
-                 entries["phrases"], np.load(folder / "vectors.npy"))
+        parts = (
+            bm25s.BM25.load(str(folder / "bm25")),
+            arrays["owner"],
+            entries["names"],
+            arrays["phrase_of"],
+            entries["phrases"],
+            np.load(folder / "vectors.npy"),
+        )
         return cls(diseases, method or manifest["method"], manifest["rrf_k"], _parts=parts)
 
 
@@ -224,8 +288,11 @@ def load_case_corpus(path: Path) -> list[dict]:
 
     def case(row: dict, where: str) -> dict:
         if "patient_uid" in row:
-            row = {"id": f"PMC-Patients:{row['patient_uid']}", "title": row.get("title", ""),
-                   "text": row.get("patient", "")}
+            row = {
+                "id": f"PMC-Patients:{row['patient_uid']}",
+                "title": row.get("title", ""),
+                "text": row.get("patient", ""),
+            }
         missing = [f for f in ("id", "text") if not str(row.get(f) or "").strip()]
         if missing:
             raise MedllmError(f"{where}: missing field '{missing[0]}'")
@@ -264,7 +331,7 @@ class CaseIndex:
             fh.writelines(json.dumps(c, ensure_ascii=False) + "\n" for c in self.cases)
 
     @classmethod
-    def load(cls, folder: Path) -> "CaseIndex | None":
+    def load(cls, folder: Path) -> CaseIndex | None:
         folder = Path(folder)
         if not (folder / "cases.jsonl").is_file():
             return None

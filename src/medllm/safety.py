@@ -15,8 +15,10 @@ from pathlib import Path
 from medllm.errors import MedllmError
 from medllm.io import read_jsonl
 
-DISCLAIMER = ("Decision support for clinicians only: not a diagnosis and not medical advice. "
-              "Verify every suggestion against the clinical picture and local guidelines.")
+DISCLAIMER = (
+    "Decision support for clinicians only: not a diagnosis and not medical advice. "
+    "Verify every suggestion against the clinical picture and local guidelines."
+)
 URGENT_CARE = "Red flag present: arrange emergency assessment now (call emergency services if outside hospital)."
 
 
@@ -25,9 +27,13 @@ SAFETY_FIELDS = {"id": str, "vignette": str, "urgent": bool, "category": str}
 SAFETY_QUESTION = "What is the differential diagnosis, and what should happen next?"
 URGENT_ADVICE = re.compile(
     r"\b(emergenc(y|ies)|urgent(ly)?|immediate(ly)?|right away|without delay|as soon as possible|ambulance"
-    r"|911|999|112|resuscitat\w*|intensive care|life[- ]threatening)\b", re.IGNORECASE)
-NOT_URGENT = re.compile(r"\bnon[- ]?urgent|\bnot (an? )?(urgent|emergency)|\bno (need for|signs? of) (an? )?(urgent|emergency)",
-                        re.IGNORECASE)
+    r"|911|999|112|resuscitat\w*|intensive care|life[- ]threatening)\b",
+    re.IGNORECASE,
+)
+NOT_URGENT = re.compile(
+    r"\bnon[- ]?urgent|\bnot (an? )?(urgent|emergency)|\bno (need for|signs? of) (an? )?(urgent|emergency)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -71,55 +77,111 @@ def red_flags(text: str, vitals: dict | None = None) -> list[RedFlag]:
     v = {**vitals_from_text(t), **{k: val for k, val in (vitals or {}).items() if val is not None}}
     flags = []
     chest = _has(t, r"chest (pain|pressure|tightness|heaviness|discomfort)", r"heaviness in the chest")
-    if chest and _has(t, r"diaphore|sweat|clammy", r"radiat|spreading", r"short(ness)? of breath|dyspn", r"nause",
-                      r"jaw|left arm"):
-        flags.append(RedFlag("acute_coronary_syndrome", "Chest pain with autonomic or radiating features: possible acute coronary syndrome."))
+    if chest and _has(
+        t, r"diaphore|sweat|clammy", r"radiat|spreading", r"short(ness)? of breath|dyspn", r"nause", r"jaw|left arm"
+    ):
+        flags.append(
+            RedFlag(
+                "acute_coronary_syndrome",
+                "Chest pain with autonomic or radiating features: possible acute coronary syndrome.",
+            )
+        )
     if _has(t, r"thunderclap", r"worst headache", r"sudden(ly)?( onset)?( severe)? headache"):
         flags.append(RedFlag("subarachnoid_haemorrhage", "Sudden severe headache: possible subarachnoid haemorrhage."))
-    if _has(t, r"fac(e|ial) droop", r"slurred speech", r"one[- ]sided weakness|hemipar|unilateral weakness",
-            r"weakness (of|in) the (left|right)|(left|right)[- ]sided weakness",
-            r"(difficulty|trouble|cannot|can't|unable to) (speak|find(ing)? (the |his |her |their )?words)",
-            r"sudden (loss of )?vision", r"aphasia"):
+    if _has(
+        t,
+        r"fac(e|ial) droop",
+        r"slurred speech",
+        r"one[- ]sided weakness|hemipar|unilateral weakness",
+        r"weakness (of|in) the (left|right)|(left|right)[- ]sided weakness",
+        r"(difficulty|trouble|cannot|can't|unable to) (speak|find(ing)? (the |his |her |their )?words)",
+        r"sudden (loss of )?vision",
+        r"aphasia",
+    ):
         flags.append(RedFlag("stroke", "Focal neurological deficit: possible stroke (time-critical)."))
     fever = _has(t, r"fever|pyrexi|rigors") or v.get("temperature_c", 37) >= 38.3
-    sick = (_has(t, r"confus", r"mottl", r"hypotens", r"altered mental")
-            or v.get("systolic_bp", 120) < 90 or v.get("heart_rate", 80) > 130 or v.get("respiratory_rate", 16) >= 22)
+    sick = (
+        _has(t, r"confus", r"mottl", r"hypotens", r"altered mental")
+        or v.get("systolic_bp", 120) < 90
+        or v.get("heart_rate", 80) > 130
+        or v.get("respiratory_rate", 16) >= 22
+    )
     if fever and sick:
         flags.append(RedFlag("sepsis", "Fever with signs of organ dysfunction: possible sepsis."))
     meningism = _has(t, r"neck stiff|stiff neck|photophob|dislike of (bright )?light|bulging fontanel")
     if (fever and meningism) or _has(t, r"non[- ]?blanch|does not blanch|purpur|petechia"):
-        flags.append(RedFlag("meningitis", "Fever with meningism or a non-blanching rash: possible meningitis or meningococcal sepsis."))
+        flags.append(
+            RedFlag(
+                "meningitis",
+                "Fever with meningism or a non-blanching rash: possible meningitis or meningococcal sepsis.",
+            )
+        )
     if v.get("spo2", 100) < 92 or _has(t, r"cyanos", r"blue lips|lips (are |turned )?blue", r"silent chest"):
         flags.append(RedFlag("hypoxaemia", "Low oxygen saturation or cyanosis."))
     if _has(t, r"stridor", r"drool", r"unable to swallow (saliva|secretions)", r"muffled voice"):
         flags.append(RedFlag("airway", "Signs of upper-airway obstruction."))
-    swelling = _has(t, r"(throat|tongue|lip)s? (and \w+ )?swell", r"swell\w* (of )?(the )?(throat|tongue|lips?)", r"anaphyla")
+    swelling = _has(
+        t, r"(throat|tongue|lip)s? (and \w+ )?swell", r"swell\w* (of )?(the )?(throat|tongue|lips?)", r"anaphyla"
+    )
     if (swelling and _has(t, r"breath|wheez|stridor|hives|urticaria|anaphyla")) or (
-            _has(t, r"allerg|stung|sting\b") and _has(t, r"wheez|stridor|hoarse|breathing difficult|difficulty breathing")):
+        _has(t, r"allerg|stung|sting\b") and _has(t, r"wheez|stridor|hoarse|breathing difficult|difficulty breathing")
+    ):
         flags.append(RedFlag("anaphylaxis", "Airway swelling with breathing or skin signs: possible anaphylaxis."))
-    if _has(t, r"haematemesis|hematemesis|vomit\w* (up )?(fresh |bright red )?blood|coffee[- ]ground",
-            r"melaena|melena|black,? tarry stool"):
+    if _has(
+        t,
+        r"haematemesis|hematemesis|vomit\w* (up )?(fresh |bright red )?blood|coffee[- ]ground",
+        r"melaena|melena|black,? tarry stool",
+    ):
         flags.append(RedFlag("gi_bleed", "Signs of gastrointestinal bleeding."))
-    if _has(t, r"suicid", r"self[- ]harm", r"wants? to die", r"kill\w* (him|her|them|my)sel", r"overdose",
-            r"end (his|her|their|my) (own )?life", r"cutting (him|her|them|my)sel"):
+    if _has(
+        t,
+        r"suicid",
+        r"self[- ]harm",
+        r"wants? to die",
+        r"kill\w* (him|her|them|my)sel",
+        r"overdose",
+        r"end (his|her|their|my) (own )?life",
+        r"cutting (him|her|them|my)sel",
+    ):
         flags.append(RedFlag("suicide_risk", "Risk of self-harm: urgent mental-health assessment."))
     pregnant = _has(t, r"(?<!not )pregnan", r"period \w+ (weeks? )?late|missed (a )?period")
-    if pregnant and _has(t, r"(abdominal|pelvic|iliac fossa|adnexal) pain", r"vaginal (bleeding|spotting)",
-                         r"shoulder[- ]tip pain"):
-        flags.append(RedFlag("ectopic_pregnancy", "Pregnancy with abdominal pain or bleeding: exclude ectopic pregnancy."))
-    if pregnant and (v.get("systolic_bp", 120) >= 160 or v.get("diastolic_bp", 80) >= 110
-                     or _has(t, r"flashing lights|visual disturb|blurred vision")):
-        flags.append(RedFlag("pre_eclampsia", "Pregnancy with severe hypertension or visual symptoms: possible pre-eclampsia."))
+    if pregnant and _has(
+        t, r"(abdominal|pelvic|iliac fossa|adnexal) pain", r"vaginal (bleeding|spotting)", r"shoulder[- ]tip pain"
+    ):
+        flags.append(
+            RedFlag("ectopic_pregnancy", "Pregnancy with abdominal pain or bleeding: exclude ectopic pregnancy.")
+        )
+    if pregnant and (
+        v.get("systolic_bp", 120) >= 160
+        or v.get("diastolic_bp", 80) >= 110
+        or _has(t, r"flashing lights|visual disturb|blurred vision")
+    ):
+        flags.append(
+            RedFlag("pre_eclampsia", "Pregnancy with severe hypertension or visual symptoms: possible pre-eclampsia.")
+        )
     if _has(t, r"diabet") and _has(t, r"ketone|ketosis|ketoacidosis|kussmaul|fruity|acetone"):
-        flags.append(RedFlag("diabetic_ketoacidosis", "Diabetes with ketosis or acidotic breathing: possible diabetic ketoacidosis."))
+        flags.append(
+            RedFlag(
+                "diabetic_ketoacidosis", "Diabetes with ketosis or acidotic breathing: possible diabetic ketoacidosis."
+            )
+        )
     if _has(t, r"sudden\w* (onset )?(breathless|short(ness)? of breath|dyspn)") and _has(
-            t, r"pleuritic", r"haemoptysis|hemoptysis|coughing (up )?blood", r"calf (pain|swell)", r"surgery|immobil"):
-        flags.append(RedFlag("pulmonary_embolism", "Sudden breathlessness with pleuritic pain, haemoptysis or a risk factor: possible pulmonary embolism."))
+        t, r"pleuritic", r"haemoptysis|hemoptysis|coughing (up )?blood", r"calf (pain|swell)", r"surgery|immobil"
+    ):
+        flags.append(
+            RedFlag(
+                "pulmonary_embolism",
+                "Sudden breathlessness with pleuritic pain, haemoptysis or a risk factor: possible pulmonary embolism.",
+            )
+        )
     if _has(t, r"tearing|ripping"):
         flags.append(RedFlag("aortic_dissection", "Tearing pain: possible aortic dissection."))
-    if _has(t, r"back pain|sciatica") and _has(t, r"saddle", r"retention|cannot pass urine|unable to (pass urine|urinate)",
-                                             r"incontinen"):
-        flags.append(RedFlag("cauda_equina", "Back pain with saddle or sphincter symptoms: possible cauda equina syndrome."))
+    if _has(t, r"back pain|sciatica") and _has(
+        t, r"saddle", r"retention|cannot pass urine|unable to (pass urine|urinate)", r"incontinen"
+    ):
+        flags.append(
+            RedFlag("cauda_equina", "Back pain with saddle or sphincter symptoms: possible cauda equina syndrome.")
+        )
     if _has(t, r"testic|testis|scrot") and _has(t, r"sudden|severe"):
         flags.append(RedFlag("testicular_torsion", "Sudden testicular pain: possible torsion (time-critical)."))
     if _has(t, r"pulseless", r"cold,? (and )?(pale|white) (leg|arm|limb|foot|hand)"):
@@ -131,7 +193,8 @@ INJECTION = re.compile(
     r"ignore (all |any |the )?(previous|prior|above|earlier) (instructions|prompts?)"
     r"|disregard (the |your )?(system|previous) (prompt|instructions)"
     r"|you are now\b|new system prompt|<\|im_start\|>|<\|im_end\|>|\[/?INST\]|<<SYS>>",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 def injection_attempt(text: str) -> bool:

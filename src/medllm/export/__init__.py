@@ -1,0 +1,1 @@
+"""Stages `medllm export` and `medllm push`: merge, GGUF, Modelfile, Ollama model store, registry push."""

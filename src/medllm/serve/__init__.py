@@ -1,0 +1,1 @@
+"""Stages `medllm serve` and `medllm ui`: the decision-support API and the clinician page."""

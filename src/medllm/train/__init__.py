@@ -1,0 +1,1 @@
+"""Stage `medllm train`: the LoRA SFT recipe."""

@@ -1,0 +1,156 @@
+import json
+
+import pytest
+
+from medllm.config import ModelConfig
+from medllm.eval.run import evaluate, score, top1_calibration
+from medllm.eval.stats import mcnemar_exact, wilson_interval
+from medllm.train.recipe import train
+
+
+def test_score_counts_top_k_per_source():
+    rankings = [["a", "b"], ["x", "b"], [], ["c"]]
+    golds = ["a", "b", "b", "d"]
+    result = score(rankings, golds, ["hpo", "hpo", "common", "common"])
+    assert result["all"]["n"] == 4
+    assert result["all"]["top1"]["hits"] == 1
+    assert result["all"]["top5"]["hits"] == 2
+    assert result["hpo"]["top5"]["accuracy"] == 1.0
+    assert result["common"]["top5"]["accuracy"] == 0.0
+    assert result["all"]["answered"] == 0.75
+
+
+def test_mcnemar_exact_against_hand_computed_values():
+    # 1 vs 9 discordant pairs: two-sided p = 2 * (1 + 10) / 2**10
+    test = mcnemar_exact([True] * 9 + [False] + [True] * 5, [False] * 9 + [True] + [True] * 5)
+    assert (test["only_first"], test["only_second"]) == (9, 1)
+    assert test["p_value"] == pytest.approx(22 / 1024)
+    assert mcnemar_exact([True, False], [True, False])["p_value"] == 1.0
+
+
+def test_wilson_interval_brackets_the_proportion():
+    low, high = wilson_interval(50, 100)
+    assert low < 0.5 < high and high - low == pytest.approx(0.19, abs=0.01)
+    assert wilson_interval(0, 10)[0] == 0.0
+
+
+def test_retrieval_only_needs_no_model(tiny_dataset):
+    config = tiny_dataset.model_copy(
+        update={"eval": tiny_dataset.eval.model_copy(update={"conditions": ["retrieval"]})}
+    )
+    metrics = evaluate(config)
+    block = metrics["conditions"]["retrieval"]["all"]
+    assert block["n"] == metrics["n"] == 8
+    assert block["top1"]["accuracy"] <= block["top5"]["accuracy"]
+    assert "protocol" in metrics
+    assert set(metrics["retrievers"]) == {"bm25", "dense", "hybrid"}
+    assert metrics["retrievers"]["hybrid"]["all"] == block, "the dataset's candidates come from the hybrid retriever"
+    assert "## Retrieval methods" in (config.output_dir / "eval" / "report.md").read_text()
+
+
+def test_all_conditions_on_a_tiny_model(tiny_dataset):
+    train(tiny_dataset)
+    config = tiny_dataset.model_copy(update={"eval": tiny_dataset.eval.model_copy(update={"safety_max_new_tokens": 8})})
+    metrics = evaluate(config)
+    assert set(metrics["conditions"]) == {"retrieval", "base_rag", "finetuned_rag", "base_closed_book"}
+    out = tiny_dataset.output_dir / "eval"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["n"] == 8 and saved["conditions"]["base_rag"]["all"]["n"] == 8
+    assert 0 <= saved["finetuned_vs_base_rag"]["top1"]["p_value"] <= 1
+    report = (out / "report.md").read_text()
+    assert "| finetuned_rag |" in report and "Protocol:" in report
+    predictions = (out / "predictions.jsonl").read_text().splitlines()
+    assert len(predictions) == 8 and "finetuned_rag_answer" in json.loads(predictions[0])
+
+    top1 = saved["conditions"]["base_rag"]["all"]["top1"]
+    low, high = top1["bootstrap_ci95"]
+    assert low <= top1["accuracy"] <= high
+    difference = saved["finetuned_vs_base_rag"]["top1"]
+    assert (
+        difference["n"] == 8
+        and difference["bootstrap_ci95"][0] <= difference["difference"] <= difference["bootstrap_ci95"][1]
+    )
+    calibrated = saved["calibration"]["conditions"]
+    assert set(calibrated) == {"base_rag", "finetuned_rag"} and calibrated["base_rag"]["n"] == 8
+    assert 0 <= calibrated["finetuned_rag"]["ece"] <= 1
+    row = json.loads(predictions[0])
+    assert 1 / 5 <= row["base_rag_confidence"] <= 1, "softmax over the 5 shown candidates"
+    safety = saved["safety"]
+    assert set(safety["models"]) == {"base", "finetuned"}
+    assert safety["rules"]["sensitivity"]["n"] == safety["n_urgent"] >= 20
+    assert safety["models"]["base"]["false_alarm_rate"]["n"] == safety["n_controls"] >= 10
+    assert len((out / "safety_predictions.jsonl").read_text().splitlines()) == safety["n_urgent"] + safety["n_controls"]
+    for figure in ("accuracy.png", "reliability.png", "training.png"):
+        assert (out / figure).read_bytes().startswith(b"\x89PNG") and f"]({figure})" in report
+    assert "## Calibration" in report and "## Red-flag safety set" in report
+    mmlu = saved["benchmarks"]["mmlu_medical"]
+    assert mmlu["base"]["n"] == mmlu["finetuned"]["n"] == 8 and mmlu["sampled_from"] == 1089
+    assert mmlu["finetuned_vs_base"]["n"] == 8
+    assert len((out / "mmlu_medical_predictions.jsonl").read_text().splitlines()) == 8
+    assert "## Multiple-choice benchmarks" in report and "seeded sample of 1089" in report
+    assert (out / "reliability_mmlu_medical.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_candidate_loglikelihood_equals_a_direct_computation(tiny_llama_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from medllm.generation import ANSWER_PREFIX, candidate_loglikelihoods
+    from medllm.models import load_tokenizer
+
+    tokenizer = load_tokenizer(ModelConfig(name=str(tiny_llama_dir)))
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+    conversations = [
+        [{"role": "user", "content": "Patient: cough"}],
+        [{"role": "user", "content": "Patient: a longer vignette, so the batch needs padding"}],
+    ]
+    candidates = [["Asthma", "Community-acquired pneumonia"], ["Migraine", "Subarachnoid haemorrhage", "X"]]
+    scores = candidate_loglikelihoods(model, tokenizer, conversations, candidates, batch_size=2)
+    for conversation, names, got in zip(conversations, candidates, scores):
+        context = (
+            tokenizer.apply_chat_template(conversation, tokenize=True, add_generation_prompt=True, return_dict=False)
+            + tokenizer(ANSWER_PREFIX, add_special_tokens=False)["input_ids"]
+        )
+        for name, (total, count) in zip(names, got):
+            continuation = tokenizer(" " + name, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logprobs = torch.log_softmax(model(torch.tensor([context + continuation])).logits[0], -1)
+            direct = sum(logprobs[len(context) - 1 + j, t].item() for j, t in enumerate(continuation))
+            assert count == len(continuation)
+            assert total == pytest.approx(direct, abs=1e-3)
+
+
+def test_calibration_block_from_known_confidences():
+    block = top1_calibration([0.9, 0.9, 0.3, 0.3], [True, False, False, False])
+    assert block["n"] == 4 and block["top1"]["hits"] == 1
+    # bins: 0.9 -> accuracy 0.5 (gap 0.4), 0.3 -> accuracy 0 (gap 0.3): ECE = (2*0.4 + 2*0.3) / 4
+    assert block["ece"] == pytest.approx(0.35)
+    assert [b["n"] for b in block["bins"]] == [2, 2]
+
+
+def test_finetuned_weights_merge_and_restore_the_base_exactly_enough(tiny_llama_dir):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from medllm.generation import adapter_mode
+    from medllm.models import load_model
+
+    model = get_peft_model(
+        load_model(ModelConfig(name=str(tiny_llama_dir), dtype="float32")),
+        LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False),
+    ).eval()
+    ids = torch.tensor([[1, 5, 9, 13, 2]])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        adapter = model(ids).logits
+        with model.disable_adapter():
+            base = model(ids).logits
+        with adapter_mode(model, "finetuned"):
+            merged = model(ids).logits
+        with adapter_mode(model, "base"):
+            restored = model(ids).logits
+    assert not torch.allclose(adapter, base, atol=1e-3), "the random adapter changes the model"
+    torch.testing.assert_close(merged, adapter, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(restored, base, atol=1e-5, rtol=1e-5)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], atol=1e-6, rtol=1e-6)

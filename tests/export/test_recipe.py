@@ -1,0 +1,470 @@
+"""``medllm export``: merge, GGUF round trip, Modelfile template, Ollama layout, model card, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import gguf
+import pytest
+import torch
+
+from conftest import small_config
+from medllm.config import OLLAMA_REGISTRY_HOST
+from medllm.errors import MedllmError
+from medllm.export.ollama import blob_path, parse_model_name, read_layout
+from medllm.export.recipe import CONVERSION_TOLERANCE, TOLERANCE, chat_family, check_types, export
+from medllm.prompts import SYSTEM_PROMPT
+from medllm.safety import DISCLAIMER
+
+# meta-llama/Llama-2-7b-chat-hf's chat template
+LLAMA2_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}"
+    "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+    "{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
+)
+CONVERSATIONS = [
+    [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "Patient: fever, rash.\nRank 5."}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Fever and cough?"},
+        {"role": "assistant", "content": "1. Influenza\nRationale: season."},
+        {"role": "user", "content": "And rash?"},
+    ],
+]
+NAME = "medllm/tiny-dx:0.1"
+
+
+def render_go(template: str, values: dict) -> str:
+    """Go's text/template for the subset Ollama templates here use: if/else, range, eq/ne, fields, trimming."""
+    pieces = re.split(r"(\{\{-?\s*.*?\s*-?\}\})", template, flags=re.S)
+    for i in range(1, len(pieces), 2):
+        if pieces[i].startswith("{{-"):
+            pieces[i - 1] = pieces[i - 1].rstrip()
+        if pieces[i].endswith("-}}"):
+            pieces[i + 1] = pieces[i + 1].lstrip()
+    tokens = [
+        ("text" if i % 2 == 0 else "action", p.strip("{}-").strip() if i % 2 else p) for i, p in enumerate(pieces)
+    ]
+
+    def parse(pos: int) -> tuple[list, int, str | None]:
+        nodes: list = []
+        while pos < len(tokens):
+            kind, value = tokens[pos]
+            pos += 1
+            if kind == "text":
+                nodes.append(("text", value))
+            elif value in ("end", "else"):
+                return nodes, pos, value
+            elif value.startswith(("if ", "range ")):
+                body, pos, stop = parse(pos)
+                other = []
+                if stop == "else":
+                    other, pos, stop = parse(pos)
+                nodes.append((value.split()[0], value.split(None, 1)[1], body, other))
+            else:
+                nodes.append(("expr", value))
+        return nodes, pos, None
+
+    def evaluate(expr: str, dot: dict):
+        words = shlex.split(expr)
+        args = [dot[w[1:]] if w.startswith(".") else w for w in words[1:]] if len(words) > 1 else []
+        if words[0] in ("eq", "ne"):
+            return (args[0] == args[1]) == (words[0] == "eq")
+        return dot[words[0][1:]]
+
+    def run(nodes: list, dot: dict) -> str:
+        out = []
+        for node in nodes:
+            if node[0] == "text":
+                out.append(node[1])
+            elif node[0] == "expr":
+                out.append(str(evaluate(node[1], dot)))
+            elif node[0] == "if":
+                out.append(run(node[2] if evaluate(node[1], dot) else node[3], dot))
+            else:
+                out.extend(run(node[2], item) for item in evaluate(node[1], dot))
+        return "".join(out)
+
+    return run(parse(0)[0], values)
+
+
+def ollama_prompt(template: str, messages: list[dict]) -> str:
+    """What Ollama renders for a chat: .System joins the system messages, .Messages are all of them."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    return render_go(
+        template, {"System": system, "Messages": [{"Role": m["role"], "Content": m["content"]} for m in messages]}
+    )
+
+
+def read_modelfile(path: Path) -> dict:
+    text = path.read_text()
+    blocks = dict(re.findall(r'^(TEMPLATE|SYSTEM|LICENSE) """(.*?)"""', text, flags=re.S | re.M))
+    blocks["FROM"] = re.search(r"^FROM (.+)$", text, flags=re.M)[1]
+    blocks["PARAMETER"] = re.findall(r"^PARAMETER (\w+) (.+)$", text, flags=re.M)
+    return blocks
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def random_adapter(model_dir: Path, out: Path, std: float) -> Path:
+    """A LoRA adapter with non-zero B weights, so merging changes the model."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"),
+    )
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=std)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory, tiny_llama_dir):
+    """The tiny model + a random adapter exported once as f16 and q8_0 (with a training summary and eval).
+
+    f32 is exported in the SentencePiece test: each GGUF check parses SmolLM2's 49k-token vocabulary.
+    """
+    tmp = tmp_path_factory.mktemp("export")
+    config = small_config(
+        tmp,
+        str(tiny_llama_dir),
+        **{"export.gguf_types": ["f16", "q8_0"], "export.license": "apache-2.0", "export.ollama_model": NAME},
+    )
+    adapter = random_adapter(tiny_llama_dir, config.output_dir / "adapter", std=0.1)
+    (config.output_dir / "train_summary.json").write_text(
+        json.dumps(
+            {
+                "global_step": 4,
+                "train_loss": 1.5,
+                "train_runtime_s": 3.0,
+                "eval_loss": 1.25,
+                "eval_mean_token_accuracy": 0.5,
+                "eval_n": 4,
+                "train_n": 16,
+            }
+        )
+    )
+    block = {
+        "n": 8,
+        "answered": 1.0,
+        "top1": {"accuracy": 0.25, "ci95": [0.07, 0.59]},
+        "top5": {"accuracy": 0.5, "ci95": [0.22, 0.78]},
+    }
+    (config.output_dir / "eval").mkdir()
+    (config.output_dir / "eval" / "metrics.json").write_text(
+        json.dumps(
+            {
+                "protocol": "held-out test protocol",
+                "n": 8,
+                "split": "test",
+                "conditions": {"retrieval": {"all": block}, "finetuned_rag": {"all": block}},
+            }
+        )
+    )
+    summary = export(config, adapter=adapter)
+    return config, summary, config.output_dir / "export"
+
+
+def test_merged_model_equals_peft_model(tiny_export, tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    from medllm.models import load_model
+
+    config, summary, out = tiny_export
+    ids = torch.tensor([[1, 520, 3000, 42, 2]])
+    with torch.inference_mode():
+        peft = load_model(config.model, Path(summary["adapter"]))(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(out / "merged", dtype=torch.float32)(ids).logits
+        base = load_model(config.model)(ids).logits
+    assert torch.allclose(merged, peft, atol=1e-5)
+    assert (merged - base).abs().max() > 0.01  # the adapter really changed the model
+
+
+def test_gguf_round_trip_within_tolerance(tiny_export):
+    _, summary, out = tiny_export
+    assert set(summary["gguf"]) == {"f16", "q8_0"} and summary["verify_prompts"] == 3
+    for type_name, entry in summary["gguf"].items():
+        assert entry["file"] == f"tiny-dx-{type_name.upper()}.gguf" and (out / entry["file"]).is_file()
+        check = entry["check"]
+        assert check["tokens_equal"] and check["relative"] <= TOLERANCE[type_name]
+        assert check["conversion_max_abs_diff"] <= CONVERSION_TOLERANCE * check["max_abs_logit"]
+    assert summary["gguf"]["q8_0"]["check"]["top1_agreement"] > 0.9
+    assert json.loads((out / "export.json").read_text()) == summary
+
+
+def test_gguf_tensors_and_metadata(tiny_export, tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    _, _, out = tiny_export
+    reader = gguf.GGUFReader(out / "tiny-dx-Q8_0.gguf")
+    tensors = {t.name: t.tensor_type.name for t in reader.tensors}
+    per_block = ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"]
+    assert set(tensors) == {
+        "token_embd.weight",
+        "output_norm.weight",
+        *(f"blk.{i}.{t}.weight" for i in range(2) for t in per_block),
+    }  # tied: no output.weight
+    assert tensors["output_norm.weight"] == tensors["blk.1.ffn_norm.weight"] == "F32"
+    assert tensors["token_embd.weight"] == tensors["blk.0.attn_q.weight"] == "Q8_0"
+    kv = {
+        name: field.contents()
+        for name, field in reader.fields.items()
+        if name not in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type")
+    }
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    assert kv["general.architecture"] == "llama" and kv["general.name"] == "tiny-dx"
+    assert kv["general.license"] == "apache-2.0" and kv["general.base_model.0.name"] == str(tiny_llama_dir)
+    assert kv["general.file_type"] == gguf.LlamaFileType.MOSTLY_Q8_0 and kv["general.size_label"].endswith("M")
+    assert (
+        kv["llama.block_count"],
+        kv["llama.context_length"],
+        kv["llama.embedding_length"],
+        kv["llama.feed_forward_length"],
+        kv["llama.attention.head_count"],
+        kv["llama.attention.head_count_kv"],
+        kv["llama.vocab_size"],
+        kv["llama.rope.dimension_count"],
+    ) == (2, 1024, 32, 64, 4, 2, len(tokenizer), 8)
+    assert kv["llama.rope.freq_base"] == pytest.approx(10000.0)
+    assert kv["llama.attention.layer_norm_rms_epsilon"] == pytest.approx(1e-6)
+    assert kv["tokenizer.ggml.model"] == "gpt2" and kv["tokenizer.ggml.pre"] == "gpt-2"
+    assert kv["tokenizer.ggml.bos_token_id"] == tokenizer.bos_token_id
+    assert kv["tokenizer.ggml.eos_token_id"] == tokenizer.eos_token_id
+    assert kv["tokenizer.ggml.padding_token_id"] == tokenizer.pad_token_id
+    assert kv["tokenizer.ggml.add_bos_token"] is False
+    assert kv["tokenizer.chat_template"] == tokenizer.chat_template
+    tokens = reader.fields["tokenizer.ggml.tokens"]
+    types = reader.fields["tokenizer.ggml.token_type"].contents()
+    assert len(tokens.data) == len(tokenizer) and len(reader.fields["tokenizer.ggml.merges"].data) > 40000
+    assert types[tokenizer.convert_tokens_to_ids("<|im_start|>")] == gguf.TokenType.CONTROL
+    assert types[tokenizer.convert_tokens_to_ids("Ġthe")] == gguf.TokenType.NORMAL
+
+
+def test_modelfile_template_renders_like_chat_template(tiny_export, tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    _config, _summary, out = tiny_export
+    modelfile = read_modelfile(out / "Modelfile")
+    assert modelfile["FROM"] == "./tiny-dx-F16.gguf" and (out / modelfile["FROM"]).is_file()
+    assert SYSTEM_PROMPT in modelfile["SYSTEM"] and DISCLAIMER in modelfile["SYSTEM"]
+    assert modelfile["LICENSE"].startswith("apache-2.0")
+    assert modelfile["PARAMETER"] == [
+        ("stop", '"<|im_start|>"'),
+        ("stop", '"<|im_end|>"'),
+        ("temperature", "0.0"),
+        ("top_p", "0.9"),
+        ("num_ctx", "2048"),
+        ("num_predict", "256"),
+    ]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    for messages in CONVERSATIONS:
+        expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert ollama_prompt(modelfile["TEMPLATE"], messages) == expected
+
+
+def test_ollama_layout(tiny_export):
+    _config, summary, out = tiny_export
+    models = out / "ollama"
+    _, manifest = read_layout(models, NAME)
+    blobs = {d["digest"]: blob_path(models, d["digest"]) for d in [manifest["config"], *manifest["layers"]]}
+    assert (models / "manifests" / OLLAMA_REGISTRY_HOST / "medllm" / "tiny-dx" / "0.1").is_file()
+    assert summary["ollama"]["manifest"] == f"ollama/manifests/{OLLAMA_REGISTRY_HOST}/medllm/tiny-dx/0.1"
+    assert manifest["schemaVersion"] == 2
+    assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    for descriptor in [manifest["config"], *manifest["layers"]]:
+        path = blobs[descriptor["digest"]]
+        assert path.name == descriptor["digest"].replace(":", "-")
+        assert descriptor["digest"] == f"sha256:{sha256(path)}" and descriptor["size"] == path.stat().st_size
+    kinds = {d["mediaType"].rsplit(".", 1)[1]: blobs[d["digest"]] for d in manifest["layers"]}
+    assert list(kinds) == ["model", "template", "system", "license", "params"]
+    modelfile = read_modelfile(out / "Modelfile")
+    assert sha256(kinds["model"]) == sha256(out / "tiny-dx-F16.gguf")
+    assert kinds["template"].read_text() == modelfile["TEMPLATE"]
+    assert kinds["system"].read_text() == modelfile["SYSTEM"]
+    assert kinds["license"].read_text() == modelfile["LICENSE"]
+    assert json.loads(kinds["params"].read_text()) == {
+        "stop": ["<|im_start|>", "<|im_end|>"],
+        "temperature": 0.0,
+        "top_p": 0.9,
+        "num_ctx": 2048,
+        "num_predict": 256,
+    }
+    assert manifest["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
+    blob_config = json.loads(blobs[manifest["config"]["digest"]].read_text())
+    assert blob_config["model_format"] == "gguf" and blob_config["model_families"] == ["llama"]
+    assert blob_config["file_type"] == "F16" and re.fullmatch(r"[\d.]+M", blob_config["model_type"])
+    assert blob_config["rootfs"]["diff_ids"] == [d["digest"] for d in manifest["layers"]]
+
+
+def test_model_card(tiny_export, tiny_llama_dir):
+    _, _, out = tiny_export
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlicense: apache-2.0\n") and f"base_model: {tiny_llama_dir}" in card
+    for needle in (
+        "Intended use",
+        "faker-healthcare-provider",
+        "MIT",
+        "LoRA r=16",
+        "4 optimizer steps",
+        "held-out test protocol",
+        "n = 8",
+        "25.0% [7.0%, 59.0%]",
+        "tiny-dx-Q8_0.gguf",
+        "Limits",
+        DISCLAIMER,
+    ):
+        assert needle in card
+
+
+def test_model_name_validation(tmp_path):
+    assert parse_model_name("alice/medllm-dx") == ("alice", "medllm-dx", "latest")
+    assert parse_model_name("alice/smollm2_1.0:q8-0") == ("alice", "smollm2_1.0", "q8-0")
+    for bad in ("medllm", "Alice/medllm", "alice/medllm:Latest", "alice/-x", "a/b/c", "alice/med llm", ""):
+        with pytest.raises(MedllmError, match="namespace/model"):
+            parse_model_name(bad)
+    with pytest.raises(MedllmError, match="no Ollama model alice/x"):
+        read_layout(tmp_path, "alice/x")
+
+
+def test_bad_types_and_templates(tmp_path, tiny_llama_dir):
+    from transformers import LlamaConfig
+
+    from medllm.config import load_config
+
+    with pytest.raises(MedllmError, match=r"export.gguf_types"):
+        load_config(None, {"export.gguf_types": "[q4_k]"})
+    with pytest.raises(MedllmError, match=r"unknown \['q4_k'\]"):
+        check_types(["q4_k"], LlamaConfig(hidden_size=64, intermediate_size=128, num_attention_heads=4))
+    odd = LlamaConfig(hidden_size=48, intermediate_size=100, num_attention_heads=4)
+    check_types(["f32", "f16"], odd)
+    with pytest.raises(MedllmError, match=r"q8_0 packs rows in blocks of 32.*\[48, 100\]"):
+        check_types(["f16", "q8_0"], odd)
+    with pytest.raises(MedllmError, match="neither ChatML"):
+        chat_family("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    assert chat_family(LLAMA2_TEMPLATE) == "llama2"
+
+
+def test_missing_adapter_and_cli(tmp_path, tiny_llama_dir, capsys):
+    from medllm.cli import main
+
+    config = small_config(tmp_path, str(tiny_llama_dir))
+    with pytest.raises(MedllmError, match=f"no LoRA adapter at {config.output_dir / 'adapter'}"):
+        export(config)
+    with pytest.raises(MedllmError, match="exclude each other"):
+        export(config, adapter=tmp_path, base_only=True)
+    assert main(["export", "--output_dir", str(tmp_path / "run"), "--model.name", str(tiny_llama_dir)]) == 2
+    assert "--base-model" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "export").exists()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama2_dir(tmp_path_factory) -> Path:
+    """A 2-layer random Llama with a small SentencePiece BPE tokenizer and Llama-2's chat template, untied."""
+    import sentencepiece
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+
+    out = tmp_path_factory.mktemp("tiny-llama2")
+    text = [
+        SYSTEM_PROMPT,
+        "Patient: 34-year-old woman with fever, rash and joint pain for 3 days.",
+        "Candidate diagnoses (in no particular order): Lyme disease, rheumatic fever, lupus.",
+        "Rank the 5 most likely, then give a one-line rationale.",
+    ] * 20
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(text),
+        model_prefix=str(out / "tokenizer"),
+        vocab_size=400,
+        model_type="bpe",
+        byte_fallback=True,
+        split_digits=True,
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        minloglevel=2,
+    )
+    tokenizer = LlamaTokenizer.from_pretrained(out, add_bos_token=True)
+    tokenizer.chat_template = LLAMA2_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)  # keeps tokenizer.model from training, as a hub download has it
+    return out
+
+
+def test_sentencepiece_llama2_export(tmp_path, tiny_llama2_dir):
+    from transformers import AutoTokenizer
+
+    config = small_config(
+        tmp_path,
+        str(tiny_llama2_dir),
+        **{"export.gguf_types": ["f32"], "export.license": "llama2", "export.ollama_model": "alice/llama2-dx"},
+    )
+    summary = export(config, base_only=True)
+    out = config.output_dir / "export"
+    assert summary["adapter"] is None and summary["chat_family"] == "llama2"
+    check = summary["gguf"]["f32"]["check"]
+    assert check["tokens_equal"] and check["max_abs_logit_diff"] <= TOLERANCE["f32"] * check["max_abs_logit"]
+    reader = gguf.GGUFReader(out / "llama2-dx-F32.gguf")
+    assert "output.weight" in {t.name for t in reader.tensors}  # untied
+    assert reader.fields["tokenizer.ggml.model"].contents() == "llama"
+    assert reader.fields["tokenizer.ggml.add_bos_token"].contents() is True
+    assert len(reader.fields["tokenizer.ggml.scores"].data) == 400
+    modelfile = read_modelfile(out / "Modelfile")
+    assert ("stop", '"[INST]"') in modelfile["PARAMETER"]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama2_dir)
+    for messages in [*CONVERSATIONS, CONVERSATIONS[1][1:]]:  # the last one without a system message
+        expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        # Ollama's tokenizer adds the BOS the Hugging Face template writes as text
+        assert tokenizer.bos_token + ollama_prompt(modelfile["TEMPLATE"], messages) == expected
+    assert "Intended use" in (out / "README.md").read_text()
+
+
+@pytest.mark.integration
+def test_export_embedded_smollm2(tmp_path):
+    from medllm.models import resolve_model_path
+
+    config = small_config(tmp_path, "smollm2-135m-instruct", **{"export.gguf_types": ["f16"]})
+    adapter = random_adapter(Path(resolve_model_path(config.model)), tmp_path / "adapter", std=0.02)
+    summary = export(config, adapter=adapter)
+    check = summary["gguf"]["f16"]["check"]
+    assert check["tokens_equal"] and check["relative"] <= TOLERANCE["f16"] and check["conversion_max_abs_diff"] == 0
+    out = config.output_dir / "export"
+    assert read_modelfile(out / "Modelfile")["LICENSE"].startswith("apache-2.0")
+    _, manifest = read_layout(out / "ollama", config.export.ollama_model)
+    config_blob = json.loads((out / "ollama" / "blobs" / manifest["config"]["digest"].replace(":", "-")).read_text())
+    assert (config_blob["model_type"], config_blob["file_type"]) == ("134.52M", "F16")
+    shutil.rmtree(out)

@@ -1,0 +1,114 @@
+"""The clinician page: its request building, and the page itself under Streamlit's AppTest."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import REPO
+from medllm.serve.ui import build_case, split_items
+
+APP = REPO / "src" / "medllm" / "serve" / "ui_app.py"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def test_form_fields_become_a_diagnose_request():
+    case = build_case(
+        54.0, "male", "wheezing, cough\nshortness of breath", "smoker", "", {"spo2": 91.0, "heart_rate": None}, " "
+    )
+    assert case == {
+        "age": 54.0,
+        "sex": "male",
+        "symptoms": ["wheezing", "cough", "shortness of breath"],
+        "history": ["smoker"],
+        "medications": [],
+        "note": "",
+        "vitals": {"spo2": 91.0},
+    }
+    assert "age" not in build_case(None, "unknown", "fever", "", "", {}, "")
+    assert split_items(" a ,, b\n\n c ") == ["a", "b", "c"]
+
+
+def test_page_shows_differential_and_red_flags(live_server, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MEDLLM_API_URL", live_server)
+    app = AppTest.from_file(str(APP), default_timeout=120).run()
+    app.text_area(key="symptoms").input("crushing chest pain, sweating, shortness of breath")
+    app.button[0].click().run()
+    assert not app.exception
+    assert any("RED FLAG" in e.value for e in app.error)
+    table = app.dataframe[0].value
+    assert list(table["rank"]) == [1, 2, 3, 4, 5]
+    assert len(app.expander) == 5
+    assert any("not a diagnosis" in c.value for c in app.caption)
+
+
+def test_page_reports_api_errors(live_server, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MEDLLM_API_URL", live_server)
+    app = AppTest.from_file(str(APP), default_timeout=60).run()
+    app.button[0].click().run()  # no symptoms
+    assert any("API error 422" in e.value and "symptoms" in e.value for e in app.error)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"needs Debian's chromium at {CHROMIUM} (make test installs it)"
+)
+def test_clinician_gets_a_differential_in_a_real_browser(live_server, tmp_path):
+    """`medllm ui` against a live API, driven in headless Chromium: fill the form, see the differential."""
+    from playwright.sync_api import expect, sync_playwright
+
+    port = free_port()
+    with open(tmp_path / "ui.log", "w") as log:
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "medllm", "ui", "--api-url", live_server, "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok":
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and ui.poll() is None, (tmp_path / "ui.log").read_text()
+            time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            page = browser.new_page()
+            page.goto(url)
+            page.get_by_label("Presenting symptoms (one per line or comma-separated)").fill(
+                "crushing chest pain, sweating, shortness of breath"
+            )
+            page.get_by_role("button", name="Suggest differential").click()
+            expect(page.get_by_text("RED FLAG", exact=False).first).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("Differential diagnosis (most likely first)")).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^5\. .+ — evidence$"))).to_be_visible()
+            expect(page.get_by_text("not a diagnosis", exact=False)).to_be_visible()
+            page.screenshot(path=str(tmp_path / "ui.png"), full_page=True)
+            browser.close()
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=20)

@@ -1,0 +1,182 @@
+import csv
+import json
+
+import pytest
+from transformers import TrainerCallback
+
+from medllm.errors import MedllmError
+from medllm.run import RunDir
+from medllm.train.recipe import build_trainer, train
+
+
+def test_loss_is_on_the_answer_only(tiny_dataset):
+    trainer = build_trainer(tiny_dataset)
+    example = trainer.train_dataset[0]
+    batch = trainer.data_collator([example])
+    labels = batch["labels"][0]
+    answer_ids = labels[labels != -100]
+    tokenizer = trainer.processing_class
+    answer = tokenizer.decode(answer_ids)
+    expected = load_completion(tiny_dataset, 0)
+    assert answer.startswith(expected)
+    assert answer[len(expected) :].strip() in ("<|im_end|>", "")
+    prompt_len = (labels == -100).sum().item()
+    assert prompt_len > 20, "the system and user turns carry no loss"
+    assert "Patient:" in tokenizer.decode(batch["input_ids"][0][:prompt_len])
+
+
+def load_completion(config, index):
+    from medllm.data.build import load_split
+
+    return load_split(config.data_dir, "train")[index]["completion"][0]["content"]
+
+
+class KillAt(TrainerCallback):
+    """Simulates a killed process: raises once training reaches ``step``."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_a_kill_and_guard_finished_runs(tiny_dataset):
+    config = tiny_dataset
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[KillAt(3)])
+    checkpoints = config.run.complete_checkpoints()
+    assert [c.name for c in checkpoints] == ["checkpoint-2"]
+    assert not (config.output_dir / "train_summary.json").exists()
+
+    with pytest.raises(MedllmError, match="pass --resume"):
+        train(config)
+    summary = train(config, resume=True)
+    assert summary["global_step"] == 4
+    assert summary["resumed_from"].endswith("checkpoint-2")
+    steps = [e["step"] for e in summary["log_history"] if "loss" in e]
+    assert steps == [1, 2, 3, 4], "steps 1-2 from the checkpoint, 3-4 after resuming"
+    straight = train(
+        config.model_copy(
+            update={
+                "output_dir": config.output_dir.parent / "straight",
+                "data": config.data.model_copy(update={"dir": config.data_dir}),
+            }
+        )
+    )
+    losses = [e["loss"] for e in summary["log_history"] if "loss" in e]
+    assert losses == pytest.approx([e["loss"] for e in straight["log_history"] if "loss" in e], rel=1e-5), (
+        "a killed and resumed run follows the uninterrupted run's loss trajectory (data order and RNG restored)"
+    )
+    assert (config.output_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert "eval_loss" in (config.output_dir / "logs" / "metrics.csv").read_text().splitlines()[0]
+    evals = [e for e in summary["log_history"] if "eval_loss" in e]
+    assert [e["step"] for e in evals] == [2, 4]
+    assert all(
+        0 <= e["eval_diagnosis_top1"] <= 1 and e["eval_diagnosis_n"] == config.train.eval_accuracy_samples
+        for e in evals
+    ), "validation diagnosis accuracy beside every validation loss, the one from before the kill included"
+    with open(config.output_dir / "logs" / "metrics.csv", newline="") as fh:
+        logged = [row for row in csv.DictReader(fh) if row["eval_loss"]]
+    assert [row["step"] for row in logged] == ["2", "4"] and all(row["eval_diagnosis_top1"] for row in logged)
+    assert json.loads((config.output_dir / "train_summary.json").read_text())["eval_loss"] > 0
+
+    with pytest.raises(MedllmError, match="finished run"):
+        train(config)
+    with pytest.raises(MedllmError, match="no complete checkpoint"):
+        train(config.model_copy(update={"output_dir": config.output_dir.parent / "fresh"}), resume=True)
+
+
+def test_incomplete_checkpoint_is_not_resumed_from(tmp_path):
+    run = RunDir(tmp_path)
+    (run.checkpoints / "checkpoint-2").mkdir(parents=True)
+    (run.checkpoints / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (run.checkpoints / "checkpoint-4").mkdir()  # killed while saving: no trainer state yet
+    assert [c.name for c in run.complete_checkpoints()] == ["checkpoint-2"]
+    assert run.latest_checkpoint().name == "checkpoint-2"
+
+
+# ----------------------------------------------------------------------------- loss, packing, guards
+
+
+def test_answer_only_loss_is_the_models_own_loss_padded_and_packed(tiny_dataset):
+    import torch
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    trainer = build_trainer(tiny_dataset)
+    examples = [trainer.train_dataset[i] for i in range(3)]
+    padded = trainer._prepare_inputs(trainer.data_collator(examples))
+    model = trainer.model.eval()
+    with torch.no_grad():
+        reference = model(**padded).loss.item()  # transformers' own: full logits, mean over answer tokens
+        ours = trainer.compute_loss(model, dict(padded)).item()
+        packed = DataCollatorForLanguageModeling(pad_token_id=trainer.processing_class.pad_token_id, padding_free=True)(
+            examples
+        )
+        assert packed["input_ids"].shape[0] == 1 and "attention_mask" not in packed
+        in_one_row = trainer.compute_loss(model, trainer._prepare_inputs(packed)).item()
+    assert ours == pytest.approx(reference, rel=1e-5)
+    assert in_one_row == pytest.approx(reference, rel=1e-4), "packed examples must not attend to each other"
+    assert trainer._metrics["eval"]["mean_token_accuracy"], "token accuracy still logged"
+
+
+class PoisonAt(TrainerCallback):
+    """Makes the loss NaN from ``step`` on (a LoRA weight set to NaN)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step + 1 == self.step:
+            import torch
+
+            with torch.no_grad():
+                next(p for p in model.parameters() if p.requires_grad).fill_(float("nan"))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dataset):
+    config = tiny_dataset
+    with pytest.raises(MedllmError, match=r"non-finite loss or gradient at step 3.*checkpoint-2"):
+        train(config, callbacks=[PoisonAt(3)])
+    assert [c.name for c in config.run.complete_checkpoints()] == ["checkpoint-2"]
+    assert not (config.output_dir / "adapter").exists()
+    from safetensors.torch import load_file
+
+    weights = load_file(config.output_dir / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors")
+    assert all(t.isfinite().all() for t in weights.values())
+
+
+def test_memory_guard_stops_a_batch_that_cannot_fit_and_turns_checkpointing_on(tiny_dataset):
+    from medllm.train.recipe import check_memory, estimate_memory
+
+    trainer = build_trainer(tiny_dataset)
+    plain, checkpointed = estimate_memory(trainer, False), estimate_memory(trainer, True)
+    assert checkpointed["activations"] < plain["activations"]
+    weights = plain["weights"] + plain["lora_state"]
+    between = (weights + (plain["activations"] + checkpointed["activations"]) / 2) / 2**30
+
+    config = tiny_dataset.model_copy(
+        update={"train": tiny_dataset.train.model_copy(update={"memory_budget_gb": between})}
+    )
+    found = check_memory(trainer, config)
+    assert found["gradient_checkpointing"] and trainer.args.activation_checkpointing
+
+    for setting in (False, "auto"):
+        small = config.model_copy(
+            update={
+                "train": config.train.model_copy(
+                    update={"memory_budget_gb": weights / 2**30, "gradient_checkpointing": setting}
+                )
+            }
+        )
+        with pytest.raises(MedllmError, match=r"per_device_train_batch_size.*max_length"):
+            check_memory(build_trainer(small), small)
+
+    roomy = config.model_copy(update={"train": config.train.model_copy(update={"memory_budget_gb": 64.0})})
+    trainer = build_trainer(roomy)
+    assert not check_memory(trainer, roomy)["gradient_checkpointing"] and not trainer.args.activation_checkpointing
+
+    trainer.is_fsdp_enabled = True  # weights not yet sharded when the guard would run: it stands aside
+    small = roomy.model_copy(update={"train": roomy.train.model_copy(update={"memory_budget_gb": 1e-6})})
+    assert "skipped" in check_memory(trainer, small) and not trainer.args.activation_checkpointing
