@@ -3,7 +3,7 @@
 For each ``--batch`` B, the recipe's trainer (:func:`medllm.train.recipe.build_trainer`,
 batch B, no activation checkpointing) takes one optimizer step on its first
 batch — transformers' length-grouped sampler puts the longest examples first —
-and :func:`medllm.train.recipe.estimate_memory` for that batch's tokens is set beside
+and :func:`medllm.train.memory.estimate_memory` for that batch's tokens is set beside
 the measured peak of tensor memory: CUDA's max allocated on a GPU; on a CPU,
 the peak of torch.profiler's memory timeline (weights, gradients, optimizer
 state, activations and temporaries; not the interpreter, libraries or the
@@ -27,7 +27,8 @@ import torch
 
 from medllm.config import DEFAULT_RECIPE, load_config
 from medllm.io import atomic_write_json
-from medllm.train.recipe import GiB, activation_bytes_per_token, build_trainer, estimate_memory
+from medllm.train.memory import GiB, activation_bytes_per_token, estimate_memory
+from medllm.train.recipe import build_trainer
 
 
 def cpu_peak(prof) -> int:

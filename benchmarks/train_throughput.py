@@ -8,7 +8,7 @@ learning rate (constant, AdamW), for ``--warmup`` + ``--steps`` optimizer steps:
   random order padded to their longest row, loss from the model's own head
   (full-vocabulary logits for every position), as the plain
   Hugging Face + PEFT baseline measurement does, but on real lengths;
-- **medllm**: the recipe's trainer (:class:`medllm.train.recipe.AnswerOnlyLossTrainer`
+- **medllm**: the recipe's trainer (:class:`medllm.train.loss.AnswerOnlyLossTrainer`
   with :func:`medllm.train.recipe.training_arguments`): batches grouped by length,
   loss on the answer positions only (TRL's fused LM head on GPUs, logits of
   the answer positions elsewhere), no full-vocabulary logits for the batch;
@@ -21,7 +21,7 @@ learning rate (constant, AdamW), for ``--warmup`` + ``--steps`` optimizer steps:
 
 Each path runs in its own process (peak memory: CUDA's max allocated, or the
 process's peak RSS on a CPU, shown beside the memory guard's estimate,
-:func:`medllm.train.recipe.estimate_memory`, for the largest batch the path took).
+:func:`medllm.train.memory.estimate_memory`, for the largest batch the path took).
 Throughput counts real (non-pad) tokens; the figure is the median over the
 measured steps, and the ratio to the baseline is what to quote (the machine
 is shared). Learning is checked two ways: the
@@ -253,7 +253,9 @@ def run_trainer(spec, path: str, model, tokenizer, train, check, held_out) -> di
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
-    from medllm.train.recipe import AnswerOnlyLossTrainer, activation_bytes_per_token, estimate_memory, lora_config
+    from medllm.train.loss import AnswerOnlyLossTrainer
+    from medllm.train.memory import activation_bytes_per_token, estimate_memory
+    from medllm.train.recipe import lora_config
 
     trainer_class = SFTTrainer if path == "trl" else AnswerOnlyLossTrainer
     packing = path == "medllm_packed"

@@ -236,6 +236,38 @@ def _upload_blob(
     )
 
 
+def _push_blob(
+    client: httpx.Client,
+    auth: OllamaAuth,
+    repo: str,
+    models_dir: Path,
+    blob: dict,
+    chunk_size: int,
+    retries: int,
+    backoff: float,
+) -> bool:
+    """Upload one manifest blob unless the registry has it already; return whether it was uploaded."""
+    digest, size = blob["digest"], blob["size"]
+    step = f"blob {digest}"
+    head = _retrying(
+        step, retries, backoff, functools.partial(_request, client, "HEAD", f"{repo}/blobs/{digest}", auth=auth)
+    )
+    if head.status_code == 200:
+        logger.info("%s %s already in the registry", digest[7:19], blob["mediaType"])
+        return False
+    _expect(head, step, 404)
+    path = blob_path(models_dir, digest)
+    verify_blob(path, digest, size)
+    with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=f"pushing {digest[7:19]}") as bar:
+        _retrying(
+            step,
+            retries,
+            backoff,
+            functools.partial(_upload_blob, client, auth, repo, path, digest, size, chunk_size, bar),
+        )
+    return True
+
+
 def registry_url(registry: str, insecure: bool) -> str:
     """The registry's base URL; plain http only with ``insecure``."""
     if "://" not in registry:
@@ -277,28 +309,10 @@ def push(
     }
     with httpx.Client(transport=transport, timeout=httpx.Timeout(120.0, connect=15.0)) as client:
         for blob in [manifest["config"], *manifest["layers"]]:
-            digest, size = blob["digest"], blob["size"]
-            step = f"blob {digest}"
-            head = _retrying(
-                step, retries, backoff, functools.partial(_request, client, "HEAD", f"{repo}/blobs/{digest}", auth=auth)
-            )
-            if head.status_code == 200:
-                logger.info("%s %s already in the registry", digest[7:19], blob["mediaType"])
-                summary["skipped"].append(digest)
-                summary["bytes_skipped"] += size
-                continue
-            _expect(head, step, 404)
-            path = blob_path(models_dir, digest)
-            verify_blob(path, digest, size)
-            with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=f"pushing {digest[7:19]}") as bar:
-                _retrying(
-                    step,
-                    retries,
-                    backoff,
-                    functools.partial(_upload_blob, client, auth, repo, path, digest, size, chunk_size, bar),
-                )
-            summary["uploaded"].append(digest)
-            summary["bytes_uploaded"] += size
+            pushed = _push_blob(client, auth, repo, models_dir, blob, chunk_size, retries, backoff)
+            outcome = "uploaded" if pushed else "skipped"
+            summary[outcome].append(blob["digest"])
+            summary[f"bytes_{outcome}"] += blob["size"]
         response = _retrying(
             f"manifest {summary['name']}",
             retries,

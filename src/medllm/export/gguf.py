@@ -1,0 +1,292 @@
+"""GGUF files of the merged model in llama.cpp's Llama layout, and their check against it.
+
+Each requested type is written with the ``gguf`` package as llama.cpp's
+converter writes it (tensor names, q/k row order, vocabulary, special ids,
+chat template). The check loads a file back with transformers: its tokenizer
+must give the model's token ids, and its logits must match the merged model's
+within the type's tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import partial
+from pathlib import Path
+
+import gguf
+import numpy as np
+import torch
+
+from medllm.errors import MedllmError
+from medllm.prompts import build_messages
+
+log = logging.getLogger(__name__)
+
+# GGUF type: tensor type of the 2-D weights, and the file type llama.cpp records for it.
+GGUF_TYPES = {
+    "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
+    "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
+    "q8_0": (gguf.GGMLQuantizationType.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
+}
+# Largest accepted max |logit(GGUF) - logit(merged)| over the check prompts, relative to the merged
+# model's largest |logit|: 2-3x the worst difference measured for each type (SmolLM2-135M with and without
+# a trained adapter, and a tiny random Llama).
+TOLERANCE = {"f32": 1e-5, "f16": 2e-2, "q8_0": 0.1}
+# The same against the merged model with its weights rounded as the type stores them, which is what
+# a faithful file computes: float error only.
+CONVERSION_TOLERANCE = 1e-5
+VERIFY_VIGNETTE = (
+    "34-year-old woman; fever 39.2 °C for 3 days, migratory joint pain, rash on the trunk, "
+    "HbA1c 5.4 %; résumé of a naïve café worker."
+)
+VERIFY_CANDIDATES = ["Rheumatic fever", "Lyme disease", "Systemic lupus erythematosus"]
+
+
+def check_types(types: list[str], hf_config) -> None:
+    """Every requested type must be known and fit the weight rows (quantized blocks)."""
+    unknown = [t for t in types if t not in GGUF_TYPES]
+    if unknown or not types:
+        raise MedllmError(f"GGUF types {types}: unknown {unknown}; choose from {sorted(GGUF_TYPES)}")
+    head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
+    rows = {hf_config.hidden_size, hf_config.intermediate_size, hf_config.num_attention_heads * head_dim}
+    for name in types:
+        block = gguf.GGML_QUANT_SIZES[GGUF_TYPES[name][0]][0]
+        if bad := sorted(r for r in rows if r % block):
+            raise MedllmError(
+                f"GGUF type {name} packs rows in blocks of {block}, but this model has rows of "
+                f"length {bad}; choose f16 or f32"
+            )
+
+
+def check_architecture(hf_config) -> None:
+    """Only plain Llama weights map onto llama.cpp's ``llama`` architecture as written here."""
+    if hf_config.model_type != "llama":
+        raise MedllmError(f"GGUF export supports Llama models, not {hf_config.model_type!r}")
+    rope = getattr(hf_config, "rope_parameters", None) or {}
+    if rope.get("rope_type", "default") != "default":
+        raise MedllmError(f"GGUF export does not handle rope scaling {rope['rope_type']!r}")
+
+
+def permute(weights: np.ndarray, n_head: int) -> np.ndarray:
+    """Reorder q/k rows per head from Hugging Face's rotary layout to ggml's (llama.cpp ``LlamaModel.permute``)."""
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
+
+
+def gguf_tensors(model, type_name: str):
+    """(GGUF name, array, tensor type) for each weight; 1-D tensors (norms) stay float32 as in llama.cpp."""
+    cfg = model.config
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
+    qtype = GGUF_TYPES[type_name][0]
+    for hf_name, tensor in model.state_dict().items():
+        if hf_name == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue  # ggml reuses token_embd when output.weight is absent
+        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            raise MedllmError(f"no GGUF name for tensor {hf_name}")
+        data = tensor.detach().to(torch.float32).numpy()
+        if hf_name.endswith(("q_proj.weight", "q_proj.bias")):
+            data = permute(data, cfg.num_attention_heads)
+        elif hf_name.endswith(("k_proj.weight", "k_proj.bias")):
+            data = permute(data, cfg.num_key_value_heads)
+        ttype = gguf.GGMLQuantizationType.F32 if data.ndim == 1 else qtype
+        yield name, gguf.quants.quantize(data, ttype), ttype
+
+
+def bpe_pre_tokenizer(tokenizer_json: dict) -> str:
+    """llama.cpp's name (``tokenizer.ggml.pre``) for the byte-level pre-tokenizer of ``tokenizer.json``."""
+    pre = tokenizer_json.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre])
+    kinds = [(s.get("type"), s.get("individual_digits", s.get("use_regex"))) for s in steps]
+    if kinds == [("ByteLevel", True)]:
+        return "gpt-2"
+    if kinds == [("Digits", True), ("ByteLevel", True)]:
+        return "smollm"
+    raise MedllmError(f"unknown byte-level pre-tokenizer {pre}: no llama.cpp name for it")
+
+
+def add_vocab(writer: gguf.GGUFWriter, folder: Path, tokenizer, n_vocab: int) -> None:
+    """Tokens, types, scores or merges, special ids and the chat template, as llama.cpp's converter writes them."""
+    sentencepiece = (folder / "tokenizer.model").is_file()
+    try:
+        vocab = gguf.SentencePieceVocab(folder) if sentencepiece else gguf.BpeVocab(folder)
+    except FileNotFoundError as exc:
+        raise MedllmError(
+            f"{folder}: neither a SentencePiece tokenizer.model nor a byte-level BPE tokenizer.json ({exc})"
+        ) from None
+    tokens, scores, types = (list(column) for column in zip(*vocab.all_tokens()))
+    if len(tokens) > n_vocab:
+        raise MedllmError(f"the tokenizer has {len(tokens)} tokens but the model only {n_vocab} embeddings")
+    # Special added tokens are control tokens: matched whole, never split (BpeVocab types them all normal).
+    for token_id, added in tokenizer.added_tokens_decoder.items():
+        if token_id < len(types):
+            types[token_id] = gguf.TokenType.CONTROL if added.special else gguf.TokenType.USER_DEFINED
+    for token_id in range(len(tokens), n_vocab):
+        tokens.append(f"[PAD{token_id}]".encode())
+        scores.append(-1000.0)
+        types.append(gguf.TokenType.UNUSED)
+    if sentencepiece:
+        writer.add_tokenizer_model("llama")
+        writer.add_tokenizer_pre("default")
+        writer.add_token_scores(scores)
+    else:
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre(bpe_pre_tokenizer(json.loads((folder / "tokenizer.json").read_text())))
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    special = gguf.SpecialVocab(folder, load_merges=not sentencepiece, n_vocab=n_vocab)
+    # Whether encoding adds BOS/EOS is what the tokenizer does, whatever its config files say.
+    ids = tokenizer("a")["input_ids"]
+    special.add_special_token["bos"] = tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
+    special.add_special_token["eos"] = tokenizer.eos_token_id is not None and ids[-1] == tokenizer.eos_token_id
+    special.add_to_gguf(writer, quiet=True)
+
+
+def write_gguf(model, tokenizer, folder: Path, path: Path, type_name: str, metadata: gguf.Metadata) -> None:
+    """One GGUF file of the merged model in ``folder`` (its tokenizer files are read from there)."""
+    cfg = model.config
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA], use_temp_file=True)
+    for name, data, ttype in gguf_tensors(model, type_name):
+        writer.add_tensor(name, data, raw_dtype=ttype)
+    metadata.set_gguf_meta_model(writer)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_vocab_size(cfg.vocab_size)
+    writer.add_file_type(GGUF_TYPES[type_name][1])
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    add_vocab(writer, folder, tokenizer, cfg.vocab_size)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def write_all(model, tokenizer, folder: Path, merged: Path, model_name: str, types: list[str], metadata) -> dict:
+    """One GGUF file per type in ``folder``; return each one's file name, size and tolerance, by type."""
+    entries = {}
+    for type_name in types:
+        path = folder / f"{model_name}-{type_name.upper()}.gguf"
+        log.info("writing %s", path.name)
+        write_gguf(model, tokenizer, merged, path, type_name, metadata)
+        entries[type_name] = {
+            "file": path.name,
+            "size": path.stat().st_size,
+            "tolerance_relative": TOLERANCE[type_name],
+        }
+    return entries
+
+
+def verify_texts(tokenizer) -> list[str]:
+    """A chat prompt as trained (special tokens, template), plus digits, units and accents."""
+    chat = tokenizer.apply_chat_template(
+        build_messages(VERIFY_VIGNETTE, VERIFY_CANDIDATES), tokenize=False, add_generation_prompt=True
+    )
+    return [
+        chat,
+        "Fever 39.2 °C, SpO2 91 % — résumé naïve café; HbA1c 7.5 %",
+        "1. Lyme disease\n2. Rheumatoid arthritis\nRationale: tick bite, erythema migrans.",
+    ]
+
+
+@torch.inference_mode()
+def _logits(model, ids: list[list[int]]) -> list[torch.Tensor]:
+    return [model(torch.tensor([row])).logits[0].float() for row in ids]
+
+
+def rounded_like(model, type_name: str):
+    """``model`` with its 2-D weights rounded the way ``type_name`` stores them: what a faithful GGUF computes."""
+    qtype = GGUF_TYPES[type_name][0]
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.ndim == 2:
+                stored = gguf.quants.dequantize(gguf.quants.quantize(param.detach().numpy(), qtype), qtype)
+                param.copy_(torch.from_numpy(stored))
+    return model
+
+
+def _max_diff(first: list[torch.Tensor], second: list[torch.Tensor]) -> float:
+    return max((a - b).abs().max().item() for a, b in zip(first, second))
+
+
+def verify_gguf(
+    path: Path,
+    type_name: str,
+    texts: list[str],
+    ids: list[list[int]],
+    reference: list[torch.Tensor],
+    rounded: list[torch.Tensor],
+) -> dict:
+    """Load the GGUF back with transformers; its tokenizer must give the same ids.
+
+    Its logits are compared twice: with the merged model's weights rounded as the type stores them (the
+    conversion itself: equal up to float error), and with the merged model as is (what the type loses,
+    within its tolerance).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    gguf_ids = [tokenizer(t)["input_ids"] for t in texts]
+    if gguf_ids != ids:
+        bad = next(i for i, (a, b) in enumerate(zip(gguf_ids, ids)) if a != b)
+        raise MedllmError(
+            f"{path.name}: its tokenizer encodes {texts[bad][:60]!r} as {gguf_ids[bad][:12]}..., "
+            f"the model's as {ids[bad][:12]}..."
+        )
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    logits = _logits(model, ids)
+    scale = max(r.abs().max().item() for r in reference)
+    same_top1 = sum((a.argmax(-1) == b.argmax(-1)).sum().item() for a, b in zip(logits, reference))
+    check = {
+        "tokens_equal": True,
+        "max_abs_logit_diff": _max_diff(logits, reference),
+        "max_abs_logit": scale,
+        "conversion_max_abs_diff": _max_diff(logits, rounded),
+        "top1_agreement": same_top1 / sum(len(row) for row in ids),
+    }
+    check["relative"] = check["max_abs_logit_diff"] / scale
+    if check["conversion_max_abs_diff"] > CONVERSION_TOLERANCE * scale:
+        raise MedllmError(
+            f"{path.name}: logits differ by {check['conversion_max_abs_diff']:.3g} from the merged "
+            f"model with its weights rounded to {type_name}: the conversion is wrong"
+        )
+    if check["relative"] > TOLERANCE[type_name]:
+        raise MedllmError(
+            f"{path.name}: logits differ from the merged model by {check['max_abs_logit_diff']:.3g} "
+            f"({check['relative']:.3g} of the largest logit), over the {type_name} tolerance "
+            f"{TOLERANCE[type_name]}"
+        )
+    return check
+
+
+def verify_all(folder: Path, merged: Path, tokenizer, entries: dict) -> int:
+    """Check every GGUF in ``entries`` (adding its ``check``); return the number of prompts used."""
+    from transformers import AutoModelForCausalLM
+
+    texts = verify_texts(tokenizer)
+    ids = [tokenizer(t)["input_ids"] for t in texts]
+    load = partial(AutoModelForCausalLM.from_pretrained, merged, dtype=torch.float32)
+    reference = _logits(load(), ids)
+    for type_name, entry in entries.items():
+        rounded = reference if type_name == "f32" else _logits(rounded_like(load(), type_name), ids)
+        entry["check"] = verify_gguf(folder / entry["file"], type_name, texts, ids, reference, rounded)
+        log.info(
+            "%s: max abs logit difference %.3g (%.3g of the largest logit), %.3g from the same weights "
+            "rounded in transformers",
+            entry["file"],
+            entry["check"]["max_abs_logit_diff"],
+            entry["check"]["relative"],
+            entry["check"]["conversion_max_abs_diff"],
+        )
+    return len(texts)
