@@ -41,7 +41,9 @@ from medllm.data.build import load_index, load_split  # noqa: E402
 from medllm.io import atomic_write_json  # noqa: E402
 from medllm.prompts import build_messages, describe_candidate  # noqa: E402
 from medllm.retrieval import split_findings  # noqa: E402
-from medllm.serve.app import PatientCase, create_app, load_backend  # noqa: E402
+from medllm.serve.app import create_app  # noqa: E402
+from medllm.serve.backends import load_backend  # noqa: E402
+from medllm.serve.schemas import PatientCase  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

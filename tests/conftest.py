@@ -95,6 +95,16 @@ def tiny_dataset(tiny_config, tiny_dataset_dir) -> Config:
     return tiny_config
 
 
+# a patient for the API tests
+CASE = {
+    "age": 54,
+    "sex": "male",
+    "symptoms": ["wheezing", "shortness of breath", "cough"],
+    "history": ["smoker"],
+    "vitals": {"heart_rate": 88, "spo2": 97},
+}
+
+
 @pytest.fixture
 def make_client(tiny_dataset, monkeypatch):
     """A TestClient factory for the API over the tiny model; ``serve`` overrides as keywords."""
@@ -102,7 +112,8 @@ def make_client(tiny_dataset, monkeypatch):
 
     from medllm.data.build import load_index
     from medllm.models import load_model, load_tokenizer
-    from medllm.serve.app import Engine, create_app
+    from medllm.serve.app import create_app
+    from medllm.serve.backends import Engine
 
     def make(engine=None, **serve):
         config = tiny_dataset.model_copy(update={"serve": tiny_dataset.serve.model_copy(update=serve)})

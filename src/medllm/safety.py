@@ -8,8 +8,10 @@ fields are refused before anything reaches the model.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
+from operator import ge, gt, lt
 from pathlib import Path
 
 from medllm.errors import MedllmError
@@ -42,10 +44,6 @@ class RedFlag:
     message: str
 
 
-def _has(text: str, *patterns: str) -> bool:
-    return any(re.search(p, text) for p in patterns)
-
-
 VITAL_PATTERNS = {
     "spo2": r"(?:spo2|sats?|saturation|saturating|o2 sat\w*)\D{0,15}?(\d{2,3})\s*%",
     "systolic_bp": r"(?:blood pressure|bp)\D{0,10}?(\d{2,3})\s*/\s*\d{2,3}",
@@ -66,127 +64,204 @@ def vitals_from_text(text: str) -> dict[str, float]:
     return found
 
 
-def red_flags(text: str, vitals: dict | None = None) -> list[RedFlag]:
-    """Emergencies suggested by ``text`` (symptoms, history, note) and ``vitals``.
+Check = Callable[[str, dict], bool]
+"""A condition on the lowercased text and the vitals."""
 
-    Vitals given as fields win over vitals written in the text. The rules
-    follow the usual emergency criteria (FAST for stroke, fever with
-    meningism or a non-blanching rash, NEWS-style vital thresholds, ...).
+
+def mentions(*patterns: str) -> Check:
+    """Any of ``patterns`` occurs in the text."""
+    return lambda t, v: any(re.search(p, t) for p in patterns)
+
+
+def vital(name: str, compare: Callable[[float, float], bool], limit: float) -> Check:
+    """The vital sign is known and ``compare(value, limit)`` holds (e.g. ``vital("spo2", lt, 92)``)."""
+    return lambda t, v: name in v and compare(v[name], limit)
+
+
+def all_of(*checks: Check) -> Check:
+    return lambda t, v: all(check(t, v) for check in checks)
+
+
+def any_of(*checks: Check) -> Check:
+    return lambda t, v: any(check(t, v) for check in checks)
+
+
+FEVER = any_of(mentions(r"fever|pyrexi|rigors"), vital("temperature_c", ge, 38.3))
+PREGNANT = mentions(r"(?<!not )pregnan", r"period \w+ (weeks? )?late|missed (a )?period")
+
+# (rule, message, condition), in the order the flags are reported. The rules
+# follow the usual emergency criteria (FAST for stroke, fever with meningism or
+# a non-blanching rash, NEWS-style vital thresholds, ...).
+RED_FLAG_RULES: tuple[tuple[str, str, Check], ...] = (
+    (
+        "acute_coronary_syndrome",
+        "Chest pain with autonomic or radiating features: possible acute coronary syndrome.",
+        all_of(
+            mentions(r"chest (pain|pressure|tightness|heaviness|discomfort)", r"heaviness in the chest"),
+            mentions(
+                r"diaphore|sweat|clammy",
+                r"radiat|spreading",
+                r"short(ness)? of breath|dyspn",
+                r"nause",
+                r"jaw|left arm",
+            ),
+        ),
+    ),
+    (
+        "subarachnoid_haemorrhage",
+        "Sudden severe headache: possible subarachnoid haemorrhage.",
+        mentions(r"thunderclap", r"worst headache", r"sudden(ly)?( onset)?( severe)? headache"),
+    ),
+    (
+        "stroke",
+        "Focal neurological deficit: possible stroke (time-critical).",
+        mentions(
+            r"fac(e|ial) droop",
+            r"slurred speech",
+            r"one[- ]sided weakness|hemipar|unilateral weakness",
+            r"weakness (of|in) the (left|right)|(left|right)[- ]sided weakness",
+            r"(difficulty|trouble|cannot|can't|unable to) (speak|find(ing)? (the |his |her |their )?words)",
+            r"sudden (loss of )?vision",
+            r"aphasia",
+        ),
+    ),
+    (
+        "sepsis",
+        "Fever with signs of organ dysfunction: possible sepsis.",
+        all_of(
+            FEVER,
+            any_of(
+                mentions(r"confus", r"mottl", r"hypotens", r"altered mental"),
+                vital("systolic_bp", lt, 90),
+                vital("heart_rate", gt, 130),
+                vital("respiratory_rate", ge, 22),
+            ),
+        ),
+    ),
+    (
+        "meningitis",
+        "Fever with meningism or a non-blanching rash: possible meningitis or meningococcal sepsis.",
+        any_of(
+            all_of(FEVER, mentions(r"neck stiff|stiff neck|photophob|dislike of (bright )?light|bulging fontanel")),
+            mentions(r"non[- ]?blanch|does not blanch|purpur|petechia"),
+        ),
+    ),
+    (
+        "hypoxaemia",
+        "Low oxygen saturation or cyanosis.",
+        any_of(vital("spo2", lt, 92), mentions(r"cyanos", r"blue lips|lips (are |turned )?blue", r"silent chest")),
+    ),
+    (
+        "airway",
+        "Signs of upper-airway obstruction.",
+        mentions(r"stridor", r"drool", r"unable to swallow (saliva|secretions)", r"muffled voice"),
+    ),
+    (
+        "anaphylaxis",
+        "Airway swelling with breathing or skin signs: possible anaphylaxis.",
+        any_of(
+            all_of(
+                mentions(
+                    r"(throat|tongue|lip)s? (and \w+ )?swell",
+                    r"swell\w* (of )?(the )?(throat|tongue|lips?)",
+                    r"anaphyla",
+                ),
+                mentions(r"breath|wheez|stridor|hives|urticaria|anaphyla"),
+            ),
+            all_of(
+                mentions(r"allerg|stung|sting\b"),
+                mentions(r"wheez|stridor|hoarse|breathing difficult|difficulty breathing"),
+            ),
+        ),
+    ),
+    (
+        "gi_bleed",
+        "Signs of gastrointestinal bleeding.",
+        mentions(
+            r"haematemesis|hematemesis|vomit\w* (up )?(fresh |bright red )?blood|coffee[- ]ground",
+            r"melaena|melena|black,? tarry stool",
+        ),
+    ),
+    (
+        "suicide_risk",
+        "Risk of self-harm: urgent mental-health assessment.",
+        mentions(
+            r"suicid",
+            r"self[- ]harm",
+            r"wants? to die",
+            r"kill\w* (him|her|them|my)sel",
+            r"overdose",
+            r"end (his|her|their|my) (own )?life",
+            r"cutting (him|her|them|my)sel",
+        ),
+    ),
+    (
+        "ectopic_pregnancy",
+        "Pregnancy with abdominal pain or bleeding: exclude ectopic pregnancy.",
+        all_of(
+            PREGNANT,
+            mentions(
+                r"(abdominal|pelvic|iliac fossa|adnexal) pain", r"vaginal (bleeding|spotting)", r"shoulder[- ]tip pain"
+            ),
+        ),
+    ),
+    (
+        "pre_eclampsia",
+        "Pregnancy with severe hypertension or visual symptoms: possible pre-eclampsia.",
+        all_of(
+            PREGNANT,
+            any_of(
+                vital("systolic_bp", ge, 160),
+                vital("diastolic_bp", ge, 110),
+                mentions(r"flashing lights|visual disturb|blurred vision"),
+            ),
+        ),
+    ),
+    (
+        "diabetic_ketoacidosis",
+        "Diabetes with ketosis or acidotic breathing: possible diabetic ketoacidosis.",
+        all_of(mentions(r"diabet"), mentions(r"ketone|ketosis|ketoacidosis|kussmaul|fruity|acetone")),
+    ),
+    (
+        "pulmonary_embolism",
+        "Sudden breathlessness with pleuritic pain, haemoptysis or a risk factor: possible pulmonary embolism.",
+        all_of(
+            mentions(r"sudden\w* (onset )?(breathless|short(ness)? of breath|dyspn)"),
+            mentions(
+                r"pleuritic", r"haemoptysis|hemoptysis|coughing (up )?blood", r"calf (pain|swell)", r"surgery|immobil"
+            ),
+        ),
+    ),
+    ("aortic_dissection", "Tearing pain: possible aortic dissection.", mentions(r"tearing|ripping")),
+    (
+        "cauda_equina",
+        "Back pain with saddle or sphincter symptoms: possible cauda equina syndrome.",
+        all_of(
+            mentions(r"back pain|sciatica"),
+            mentions(r"saddle", r"retention|cannot pass urine|unable to (pass urine|urinate)", r"incontinen"),
+        ),
+    ),
+    (
+        "testicular_torsion",
+        "Sudden testicular pain: possible torsion (time-critical).",
+        all_of(mentions(r"testic|testis|scrot"), mentions(r"sudden|severe")),
+    ),
+    (
+        "limb_ischaemia",
+        "Cold pale or pulseless limb: possible acute limb ischaemia.",
+        mentions(r"pulseless", r"cold,? (and )?(pale|white) (leg|arm|limb|foot|hand)"),
+    ),
+)
+
+
+def red_flags(text: str, vitals: dict | None = None) -> list[RedFlag]:
+    """Emergencies suggested by ``text`` (symptoms, history, note) and ``vitals``: the rules of ``RED_FLAG_RULES``.
+
+    Vitals given as fields win over vitals written in the text.
     """
     t = text.lower()
     v = {**vitals_from_text(t), **{k: val for k, val in (vitals or {}).items() if val is not None}}
-    flags = []
-    chest = _has(t, r"chest (pain|pressure|tightness|heaviness|discomfort)", r"heaviness in the chest")
-    if chest and _has(
-        t, r"diaphore|sweat|clammy", r"radiat|spreading", r"short(ness)? of breath|dyspn", r"nause", r"jaw|left arm"
-    ):
-        flags.append(
-            RedFlag(
-                "acute_coronary_syndrome",
-                "Chest pain with autonomic or radiating features: possible acute coronary syndrome.",
-            )
-        )
-    if _has(t, r"thunderclap", r"worst headache", r"sudden(ly)?( onset)?( severe)? headache"):
-        flags.append(RedFlag("subarachnoid_haemorrhage", "Sudden severe headache: possible subarachnoid haemorrhage."))
-    if _has(
-        t,
-        r"fac(e|ial) droop",
-        r"slurred speech",
-        r"one[- ]sided weakness|hemipar|unilateral weakness",
-        r"weakness (of|in) the (left|right)|(left|right)[- ]sided weakness",
-        r"(difficulty|trouble|cannot|can't|unable to) (speak|find(ing)? (the |his |her |their )?words)",
-        r"sudden (loss of )?vision",
-        r"aphasia",
-    ):
-        flags.append(RedFlag("stroke", "Focal neurological deficit: possible stroke (time-critical)."))
-    fever = _has(t, r"fever|pyrexi|rigors") or v.get("temperature_c", 37) >= 38.3
-    sick = (
-        _has(t, r"confus", r"mottl", r"hypotens", r"altered mental")
-        or v.get("systolic_bp", 120) < 90
-        or v.get("heart_rate", 80) > 130
-        or v.get("respiratory_rate", 16) >= 22
-    )
-    if fever and sick:
-        flags.append(RedFlag("sepsis", "Fever with signs of organ dysfunction: possible sepsis."))
-    meningism = _has(t, r"neck stiff|stiff neck|photophob|dislike of (bright )?light|bulging fontanel")
-    if (fever and meningism) or _has(t, r"non[- ]?blanch|does not blanch|purpur|petechia"):
-        flags.append(
-            RedFlag(
-                "meningitis",
-                "Fever with meningism or a non-blanching rash: possible meningitis or meningococcal sepsis.",
-            )
-        )
-    if v.get("spo2", 100) < 92 or _has(t, r"cyanos", r"blue lips|lips (are |turned )?blue", r"silent chest"):
-        flags.append(RedFlag("hypoxaemia", "Low oxygen saturation or cyanosis."))
-    if _has(t, r"stridor", r"drool", r"unable to swallow (saliva|secretions)", r"muffled voice"):
-        flags.append(RedFlag("airway", "Signs of upper-airway obstruction."))
-    swelling = _has(
-        t, r"(throat|tongue|lip)s? (and \w+ )?swell", r"swell\w* (of )?(the )?(throat|tongue|lips?)", r"anaphyla"
-    )
-    if (swelling and _has(t, r"breath|wheez|stridor|hives|urticaria|anaphyla")) or (
-        _has(t, r"allerg|stung|sting\b") and _has(t, r"wheez|stridor|hoarse|breathing difficult|difficulty breathing")
-    ):
-        flags.append(RedFlag("anaphylaxis", "Airway swelling with breathing or skin signs: possible anaphylaxis."))
-    if _has(
-        t,
-        r"haematemesis|hematemesis|vomit\w* (up )?(fresh |bright red )?blood|coffee[- ]ground",
-        r"melaena|melena|black,? tarry stool",
-    ):
-        flags.append(RedFlag("gi_bleed", "Signs of gastrointestinal bleeding."))
-    if _has(
-        t,
-        r"suicid",
-        r"self[- ]harm",
-        r"wants? to die",
-        r"kill\w* (him|her|them|my)sel",
-        r"overdose",
-        r"end (his|her|their|my) (own )?life",
-        r"cutting (him|her|them|my)sel",
-    ):
-        flags.append(RedFlag("suicide_risk", "Risk of self-harm: urgent mental-health assessment."))
-    pregnant = _has(t, r"(?<!not )pregnan", r"period \w+ (weeks? )?late|missed (a )?period")
-    if pregnant and _has(
-        t, r"(abdominal|pelvic|iliac fossa|adnexal) pain", r"vaginal (bleeding|spotting)", r"shoulder[- ]tip pain"
-    ):
-        flags.append(
-            RedFlag("ectopic_pregnancy", "Pregnancy with abdominal pain or bleeding: exclude ectopic pregnancy.")
-        )
-    if pregnant and (
-        v.get("systolic_bp", 120) >= 160
-        or v.get("diastolic_bp", 80) >= 110
-        or _has(t, r"flashing lights|visual disturb|blurred vision")
-    ):
-        flags.append(
-            RedFlag("pre_eclampsia", "Pregnancy with severe hypertension or visual symptoms: possible pre-eclampsia.")
-        )
-    if _has(t, r"diabet") and _has(t, r"ketone|ketosis|ketoacidosis|kussmaul|fruity|acetone"):
-        flags.append(
-            RedFlag(
-                "diabetic_ketoacidosis", "Diabetes with ketosis or acidotic breathing: possible diabetic ketoacidosis."
-            )
-        )
-    if _has(t, r"sudden\w* (onset )?(breathless|short(ness)? of breath|dyspn)") and _has(
-        t, r"pleuritic", r"haemoptysis|hemoptysis|coughing (up )?blood", r"calf (pain|swell)", r"surgery|immobil"
-    ):
-        flags.append(
-            RedFlag(
-                "pulmonary_embolism",
-                "Sudden breathlessness with pleuritic pain, haemoptysis or a risk factor: possible pulmonary embolism.",
-            )
-        )
-    if _has(t, r"tearing|ripping"):
-        flags.append(RedFlag("aortic_dissection", "Tearing pain: possible aortic dissection."))
-    if _has(t, r"back pain|sciatica") and _has(
-        t, r"saddle", r"retention|cannot pass urine|unable to (pass urine|urinate)", r"incontinen"
-    ):
-        flags.append(
-            RedFlag("cauda_equina", "Back pain with saddle or sphincter symptoms: possible cauda equina syndrome.")
-        )
-    if _has(t, r"testic|testis|scrot") and _has(t, r"sudden|severe"):
-        flags.append(RedFlag("testicular_torsion", "Sudden testicular pain: possible torsion (time-critical)."))
-    if _has(t, r"pulseless", r"cold,? (and )?(pale|white) (leg|arm|limb|foot|hand)"):
-        flags.append(RedFlag("limb_ischaemia", "Cold pale or pulseless limb: possible acute limb ischaemia."))
-    return flags
+    return [RedFlag(rule, message) for rule, message, check in RED_FLAG_RULES if check(t, v)]
 
 
 INJECTION = re.compile(

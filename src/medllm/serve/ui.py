@@ -77,9 +77,18 @@ def stream_chat(api_url: str, api_key: str | None, messages: list[dict], timeout
                 yield json.loads(line[6:])["choices"][0]["delta"].get("content", "")
 
 
+VITAL_FIELDS = [
+    ("heart_rate", "HR /min"),
+    ("systolic_bp", "SBP mmHg"),
+    ("diastolic_bp", "DBP mmHg"),
+    ("temperature_c", "Temp °C"),
+    ("respiratory_rate", "RR /min"),
+    ("spo2", "SpO2 %"),
+]
+
+
 def page() -> None:
-    """The Streamlit page (run by ``streamlit run``)."""
-    import pandas as pd
+    """The Streamlit page (run by ``streamlit run``): connection, patient form, answer, follow-up chat."""
     import streamlit as st
 
     st.set_page_config(page_title="medllm — clinical decision support", layout="wide")
@@ -88,36 +97,10 @@ def page() -> None:
         api_url = st.text_input("API URL", os.environ.get(API_URL_ENV, DEFAULT_API_URL))
         api_key = st.text_input("API key", os.environ.get(API_KEY_ENV, ""), type="password") or None
 
-    with st.form("patient"):
-        left, right = st.columns(2)
-        age = left.number_input("Age (years)", min_value=0.0, max_value=130.0, value=None, step=1.0)
-        sex = right.selectbox("Sex", ["unknown", "female", "male", "other"])
-        symptoms = st.text_area("Presenting symptoms (one per line or comma-separated)", key="symptoms")
-        history = left.text_area("History")
-        medications = right.text_area("Medications")
-        cols = st.columns(6)
-        vitals = {
-            key: col.number_input(label, value=None)
-            for col, (key, label) in zip(
-                cols,
-                [
-                    ("heart_rate", "HR /min"),
-                    ("systolic_bp", "SBP mmHg"),
-                    ("diastolic_bp", "DBP mmHg"),
-                    ("temperature_c", "Temp °C"),
-                    ("respiratory_rate", "RR /min"),
-                    ("spo2", "SpO2 %"),
-                ],
-            )
-        }
-        note = st.text_area("Clinical note (free text)")
-        submitted = st.form_submit_button("Suggest differential")
-
-    if submitted:
+    case = _patient_form()
+    if case is not None:
         try:
-            st.session_state["result"] = diagnose(
-                api_url, api_key, build_case(age, sex, symptoms, history, medications, vitals, note)
-            )
+            st.session_state["result"] = diagnose(api_url, api_key, case)
             st.session_state["chat"] = []
         except (RuntimeError, httpx.HTTPError) as exc:
             st.error(str(exc))
@@ -125,30 +108,38 @@ def page() -> None:
     result = st.session_state.get("result")
     if not result:
         return
+    _show_result(result)
+    _follow_up(api_url, api_key)
+
+
+def _patient_form() -> dict | None:
+    """The patient form; the ``/v1/diagnose`` request body once submitted, else None."""
+    import streamlit as st
+
+    with st.form("patient"):
+        left, right = st.columns(2)
+        age = left.number_input("Age (years)", min_value=0.0, max_value=130.0, value=None, step=1.0)
+        sex = right.selectbox("Sex", ["unknown", "female", "male", "other"])
+        symptoms = st.text_area("Presenting symptoms (one per line or comma-separated)", key="symptoms")
+        history = left.text_area("History")
+        medications = right.text_area("Medications")
+        cols = st.columns(len(VITAL_FIELDS))
+        vitals = {key: col.number_input(label, value=None) for col, (key, label) in zip(cols, VITAL_FIELDS)}
+        note = st.text_area("Clinical note (free text)")
+        submitted = st.form_submit_button("Suggest differential")
+    return build_case(age, sex, symptoms, history, medications, vitals, note) if submitted else None
+
+
+def _show_result(result: dict) -> None:
+    """Red flags first, then the differential (table and evidence), similar cases, next steps, disclaimer."""
+    import streamlit as st
+
     for flag in result["red_flags"]:
         st.error(f"RED FLAG — {flag['message']}")
     if result["urgent_care"]:
         st.error(result["urgent_care"])
     st.subheader("Differential diagnosis (most likely first)")
-    table = pd.DataFrame(
-        [
-            {
-                "rank": d["rank"],
-                "diagnosis": d["name"],
-                "ICD-10": d["icd10"] or "",
-                "confidence": d["confidence"],
-                "source": d["disease_id"],
-            }
-            for d in result["differential"]
-        ]
-    )
-    st.dataframe(
-        table,
-        hide_index=True,
-        column_config={
-            "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="%.2f")
-        },
-    )
+    _differential_table(result["differential"])
     for d in result["differential"]:
         with st.expander(f"{d['rank']}. {d['name']} — evidence"):
             st.write(d["rationale"])
@@ -165,6 +156,37 @@ def page() -> None:
     for step in result["next_steps"]:
         st.markdown(f"- {step}")
     st.caption(f"{result['disclaimer']} Model: {result['model']}; adapter: {result['adapter']}.")
+
+
+def _differential_table(differential: list[dict]) -> None:
+    """One row per diagnosis, confidence drawn as a bar."""
+    import pandas as pd
+    import streamlit as st
+
+    table = pd.DataFrame(
+        [
+            {
+                "rank": d["rank"],
+                "diagnosis": d["name"],
+                "ICD-10": d["icd10"] or "",
+                "confidence": d["confidence"],
+                "source": d["disease_id"],
+            }
+            for d in differential
+        ]
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={
+            "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="%.2f")
+        },
+    )
+
+
+def _follow_up(api_url: str, api_key: str | None) -> None:
+    """The session's follow-up questions, answers streamed from ``/v1/chat/completions``."""
+    import streamlit as st
 
     st.subheader("Follow-up questions")
     history_msgs = st.session_state.setdefault("chat", [])

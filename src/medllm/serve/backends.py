@@ -1,0 +1,151 @@
+"""The model behind the API: in-process transformers, or an Ollama server over HTTP."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from medllm.config import Config
+from medllm.errors import MedllmError
+from medllm.run import is_adapter
+
+log = logging.getLogger(__name__)
+
+
+class BackendError(MedllmError):
+    """The model backend failed or cannot be reached (answered as 502)."""
+
+
+class Backend(Protocol):
+    """What the API needs from a model: a name, and answers whole or streamed."""
+
+    name: str
+    adapter: str | None
+
+    def ready(self) -> bool: ...
+
+    def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]: ...
+
+    def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]: ...
+
+
+@dataclass
+class Engine:
+    """The model loaded in-process (transformers); one generation at a time."""
+
+    model: object
+    tokenizer: object
+    name: str
+    adapter: str | None
+    max_new_tokens: int
+    timeout_s: float
+
+    def __post_init__(self):
+        self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        return True
+
+    def _inputs(self, messages: list[dict]):
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.model.device)
+
+    def _kwargs(self, max_new_tokens: int | None) -> dict:
+        return {
+            "max_new_tokens": min(max_new_tokens or self.max_new_tokens, self.max_new_tokens),
+            "do_sample": False,
+            "max_time": self.timeout_s,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+        }
+
+    def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]:
+        """The answer text and its number of tokens."""
+        import torch
+
+        inputs = self._inputs(messages)
+        with self._lock, torch.inference_mode():
+            output = self.model.generate(**inputs, **self._kwargs(max_new_tokens))
+        new = output[0, inputs["input_ids"].shape[1] :]
+        return self.tokenizer.decode(new, skip_special_tokens=True).strip(), len(new)
+
+    def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
+        inputs = self._inputs(messages)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+        def run():
+            with self._lock:
+                self.model.generate(**inputs, **self._kwargs(max_new_tokens), streamer=streamer)
+
+        threading.Thread(target=run, daemon=True).start()
+        yield from streamer
+
+
+class OllamaEngine:
+    """A model served by an Ollama server (e.g. the one ``medllm export`` published), over HTTP."""
+
+    def __init__(self, url: str, model: str, max_new_tokens: int, timeout_s: float):
+        import httpx
+        import ollama
+
+        self.name, self.adapter, self.max_new_tokens = model, None, max_new_tokens
+        self._client = ollama.Client(host=url, timeout=timeout_s)
+        self._errors = (ollama.ResponseError, ollama.RequestError, ConnectionError, httpx.HTTPError)
+        self._url = url
+
+    def ready(self) -> bool:
+        """The Ollama server answers and has the model."""
+        try:
+            self._client.show(self.name)
+        except self._errors:
+            return False
+        return True
+
+    def _call(self, messages: list[dict], max_new_tokens: int | None, stream: bool):
+        limit = min(max_new_tokens or self.max_new_tokens, self.max_new_tokens)
+        try:
+            return self._client.chat(
+                model=self.name, messages=messages, stream=stream, options={"num_predict": limit, "temperature": 0}
+            )
+        except self._errors as exc:
+            raise BackendError(f"Ollama at {self._url} (model {self.name}): {exc}") from None
+
+    def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]:
+        reply = self._call(messages, max_new_tokens, stream=False)
+        return reply.message.content.strip(), reply.eval_count or 0
+
+    def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
+        try:
+            for part in self._call(messages, max_new_tokens, stream=True):
+                yield part.message.content
+        except self._errors as exc:
+            raise BackendError(f"Ollama at {self._url} (model {self.name}): {exc}") from None
+
+
+def load_backend(config: Config, adapter: Path | None = None) -> Backend:
+    """The model behind the API: ``serve.backend`` transformers (+ adapter) or ollama."""
+    cfg = config.serve
+    if cfg.backend == "ollama":
+        if not cfg.ollama_model:
+            raise MedllmError("serve.backend ollama needs serve.ollama_model (e.g. --serve.ollama_model you/medllm)")
+        return OllamaEngine(cfg.ollama_url, cfg.ollama_model, cfg.max_new_tokens, cfg.timeout_s)
+    from medllm.models import load_model, load_tokenizer
+
+    adapter = config.run.adapter_or_default(adapter)
+    use_adapter = is_adapter(adapter)
+    if not use_adapter:
+        log.warning("no adapter at %s: serving the base model", adapter)
+    return Engine(
+        load_model(config.model, adapter if use_adapter else None),
+        load_tokenizer(config.model),
+        name=config.model.name,
+        adapter=str(adapter) if use_adapter else None,
+        max_new_tokens=cfg.max_new_tokens,
+        timeout_s=cfg.timeout_s,
+    )
