@@ -865,7 +865,8 @@ def main() -> None:
     import medllm.data.curate.pipeline as curate_module
     from medllm.config import load_config
     from medllm.data.benchmarks import load_benchmark
-    from medllm.data.sources import LoadStats, iter_records
+    from medllm.data.loaders import iter_records
+    from medllm.data.sources import LoadStats
     from medllm.io import atomic_write_json
     from medllm.models import load_tokenizer
 

@@ -35,8 +35,9 @@ from pathlib import Path
 
 from medllm.config import Config, DataConfig, RetrievalConfig, SimulationConfig
 from medllm.data.curate.pipeline import CurateConfig, benchmark_texts, curate, write_data_card
+from medllm.data.loaders import iter_records
 from medllm.data.simulators import OFFLINE_GENERATORS, OFFLINE_SOURCES, iter_offline
-from medllm.data.sources import SOURCES, LoadStats, SourceInfo, iter_records, reservoir_sample
+from medllm.data.sources import SOURCES, LoadStats, SourceInfo, reservoir_sample
 from medllm.errors import MedllmError
 from medllm.io import atomic_directory, atomic_write_json, read_jsonl
 from medllm.knowledge import Disease, load_common_diseases, load_hpo_diseases, normalize_name

@@ -21,7 +21,8 @@ import numpy as np
 
 from medllm.config import Config
 from medllm.data.build import load_split
-from medllm.data.sources import iter_records, reservoir_sample
+from medllm.data.loaders import iter_records
+from medllm.data.sources import reservoir_sample
 from medllm.errors import MedllmError
 from medllm.eval.stats import bootstrap_ci, paired_bootstrap_ci
 from medllm.generation import adapter_mode, generate_answers
