@@ -1,0 +1,67 @@
+"""Rank every disease of a knowledge base for one case's HPO terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from medllm.phenotype.kb import KnowledgeBase
+
+
+class Ranker(Protocol):
+    kb: KnowledgeBase
+    rows: np.ndarray
+
+    def score(self, observed: np.ndarray, excluded: np.ndarray = ...) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class RankedDisease:
+    rank: int
+    id: str
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class CaseTerms:
+    observed: np.ndarray
+    excluded: np.ndarray
+    unknown: tuple[str, ...]  # ids of the case not in this HPO release (dropped)
+
+
+def case_terms(kb: KnowledgeBase, observed, excluded=(), strict: bool = False) -> CaseTerms:
+    """Term columns of a case; ids unknown to this release are dropped (or, with ``strict``, an error)."""
+    obs, unknown_obs = kb.resolve(observed, strict=strict)
+    exc, unknown_exc = kb.resolve(excluded, strict=strict)
+    exc = np.setdiff1d(exc, obs)  # a term both observed and excluded counts as observed
+    return CaseTerms(obs, exc, tuple(unknown_obs + unknown_exc))
+
+
+def ranking(ranker: Ranker, scores: np.ndarray) -> np.ndarray:
+    """Row positions (into ``ranker.rows``) best first; ties broken by disease id for determinism."""
+    ids = ranker.kb.disease_ids[ranker.rows]
+    return np.lexsort((ids, -scores))
+
+
+def rank_of(scores: np.ndarray, target: int) -> int:
+    """1-based rank of position ``target`` with ties counted pessimistically (all tied diseases ahead)."""
+    return int(np.sum(scores >= scores[target]))
+
+
+def rank_case(
+    ranker: Ranker, observed, excluded=(), use_excluded: bool = True, top: int | None = 10, strict: bool = False
+) -> list[RankedDisease]:
+    """The ``top`` diseases (all when None) for one case's HPO ids, best first."""
+    terms = case_terms(ranker.kb, observed, excluded if use_excluded else (), strict=strict)
+    scores = ranker.score(terms.observed, terms.excluded)
+    order = ranking(ranker, scores)[: top or None]
+    kb = ranker.kb
+    return [
+        RankedDisease(
+            i + 1, str(kb.disease_ids[ranker.rows[j]]), str(kb.disease_names[ranker.rows[j]]), float(scores[j])
+        )
+        for i, j in enumerate(order)
+    ]
