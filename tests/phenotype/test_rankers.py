@@ -81,3 +81,10 @@ def test_phenomizer_resnik_known_answer(tiny_kb):
 def test_rank_of_counts_ties_against_the_target():
     scores = np.array([1.0, 2.0, 2.0, 0.5])
     assert rank_of(scores, 1) == 2 and rank_of(scores, 2) == 2 and rank_of(scores, 3) == 4
+
+
+def test_no_match_lr_is_a_parameter(tiny_kb):
+    ranker = LiricalRanker(tiny_kb, params=LiricalParams(no_match_lr=0.1))
+    observed = lr(ranker, [A1])
+    assert np.isfinite(observed).all()
+    assert observed[2] == pytest.approx(0.1)

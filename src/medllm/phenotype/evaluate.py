@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medllm.errors import MedllmError
 from medllm.phenotype.rank import Ranker, case_terms, rank_of
 
 TOP_K = (1, 3, 10)
@@ -36,6 +37,8 @@ def evaluate_cases(ranker: Ranker, cases, use_excluded: bool = True) -> list[Cas
         start = time.perf_counter()
         terms = case_terms(ranker.kb, case.observed, case.excluded if use_excluded else ())
         scores = ranker.score(terms.observed, terms.excluded)
+        if np.isnan(scores).any():
+            raise MedllmError(f"{type(ranker).__name__} gave NaN scores for case {case.id}")
         targets = [position[d] for d in case.disease_ids if d in position]
         rank = min((rank_of(scores, t) for t in targets), default=math.inf)
         seconds = time.perf_counter() - start

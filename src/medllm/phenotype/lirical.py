@@ -62,9 +62,10 @@ class LiricalRanker:
         return self.kb.disease_ids[self.rows]
 
     def _false_positive(self, term: int) -> float:
-        """LIRICAL's ``noCommonOrganProbability``: 1:500 for the rarest findings up to 1:10 for common ones."""
-        f, floor = self.raw_background[term], self.params.no_match_lr
-        penalty = 0.002 + (f - floor) * (0.10 - 0.002) / (0.10 - floor)
+        """LIRICAL's ``noCommonOrganProbability``: a penalty of 1:500 for the rarest findings to 1:10 for common
+        ones, times the finding's background frequency (its constant 0.01 is fixed here, not ``no_match_lr``)."""
+        f = self.raw_background[term]
+        penalty = 0.002 + (f - 0.01) * (0.10 - 0.002) / (0.10 - 0.01)
         return max(penalty * f, 0.0)
 
     def _common_ancestor(self, term: int, lr: np.ndarray) -> None:
