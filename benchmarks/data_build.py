@@ -12,7 +12,7 @@ that must stay (``BP 120/80``), some non-ASCII text to normalise, and a few
 records quoting an MMLU medical question (to be decontaminated).
 
 Then builds it as ``medllm`` does: ``iter_records("pmc_patients", ...)``
-(ijson streaming) into ``curate()`` with the default :class:`CurateConfig`,
+(ijson streaming) into ``curate()`` with the default :class:`~medllm.config.CurationConfig`,
 the project's default tokenizer (SmolLM2-135M-Instruct, chat template) and
 the MMLU medical texts as evaluation set. The curate steps are chained
 generators, so each step's time is measured exclusively: the step functions of
@@ -822,18 +822,19 @@ def instrument(curate_module, timings: dict) -> None:
     curate_module.weight_sources = wrap_call(curate_module.weight_sources, "weight")
     curate_module._length_summary = wrap_call(curate_module._length_summary, "report (length summary)")
     # the tokenizer itself: in the calling thread before, in a second thread (beside the other steps) after
-    if hasattr(curate_module, "token_lengths"):
-        original = curate_module.token_lengths
+    import medllm.data.curate.length as length_module
 
-        @wraps(original)
-        def token_lengths(*args, **kwargs):
-            started = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                timings["tokenizer_calls_s"] = timings.get("tokenizer_calls_s", 0.0) + time.perf_counter() - started
+    original = length_module.token_lengths
 
-        curate_module.token_lengths = token_lengths
+    @wraps(original)
+    def token_lengths(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            timings["tokenizer_calls_s"] = timings.get("tokenizer_calls_s", 0.0) + time.perf_counter() - started
+
+    length_module.token_lengths = token_lengths
 
 
 def rss_mb() -> float:
@@ -865,6 +866,7 @@ def main() -> None:
     import medllm.data.curate.pipeline as curate_module
     from medllm.config import load_config
     from medllm.data.benchmarks import load_benchmark
+    from medllm.data.curate.decontaminate import benchmark_texts
     from medllm.data.loaders import iter_records
     from medllm.data.sources import LoadStats
     from medllm.io import atomic_write_json
@@ -875,7 +877,7 @@ def main() -> None:
     tokenizer = load_tokenizer(load_config(args.config).model)
     setup["tokenizer"] = time.perf_counter() - t
     t = time.perf_counter()
-    eval_texts = {"mmlu_medical": curate_module.benchmark_texts(load_benchmark("mmlu_medical"))}
+    eval_texts = {"mmlu_medical": benchmark_texts(load_benchmark("mmlu_medical"))}
     setup["mmlu"] = time.perf_counter() - t
 
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -979,7 +981,7 @@ def main() -> None:
 
     print(
         f"\nPMC-Patients-shaped build: {args.records:,} records ({file_mb:.0f} MB JSON), "
-        f"load + curate with the default CurateConfig\n"
+        f"load + curate with the default CurationConfig\n"
     )
     print("| step | seconds | share |\n| --- | ---: | ---: |")
     for step, seconds in steps.items():

@@ -56,7 +56,7 @@ class MixtureSpec(_Section):
     """One source's share: ``cap`` bounds its records over all splits, ``weight`` its share of training."""
 
     cap: int | None = Field(None, ge=0, strict=True)
-    weight: float | None = Field(None, ge=0)
+    weight: float | None = Field(None, ge=0, strict=True)
 
 
 class CurationConfig(_Section):

@@ -79,7 +79,7 @@ def test_brought_sources_are_curated_beside_the_simulated_cases(tmp_path, tiny_l
     from conftest import small_config
     from medllm.data.benchmarks import load_benchmark
     from medllm.data.build import build_dataset
-    from medllm.data.curate.pipeline import benchmark_texts
+    from medllm.data.curate.decontaminate import benchmark_texts
 
     leaked = benchmark_texts(load_benchmark("mmlu_medical")[:1])[0]
     patients = [

@@ -34,7 +34,9 @@ from itertools import chain
 from pathlib import Path
 
 from medllm.config import Config, DataConfig, RetrievalConfig, SimulationConfig
-from medllm.data.curate.pipeline import CurateConfig, benchmark_texts, curate, write_data_card
+from medllm.data.curate.card import write_data_card
+from medllm.data.curate.decontaminate import benchmark_texts
+from medllm.data.curate.pipeline import curate
 from medllm.data.loaders import iter_records
 from medllm.data.simulators import OFFLINE_GENERATORS, OFFLINE_SOURCES, iter_offline
 from medllm.data.sources import SOURCES, LoadStats, SourceInfo, reservoir_sample
@@ -281,7 +283,6 @@ def build_dataset(config: Config) -> dict:
     from datasets import Dataset, DatasetDict
 
     cfg = config.data
-    curation = CurateConfig.from_value(cfg.curation.model_dump())
     diseases = select_diseases(cfg)
     tokenizer = load_tokenizer(config.model)
     with atomic_directory(config.data_dir) as tmp:
@@ -295,7 +296,7 @@ def build_dataset(config: Config) -> dict:
             source_records(cfg, stats),
         )
         seen: Counter = Counter()  # every source that gave a record, for the card (even if curation dropped all)
-        curated, report = curate(_counted(records, seen), curation, tokenizer, evaluation_texts(), stats)
+        curated, report = curate(_counted(records, seen), cfg.curation, tokenizer, evaluation_texts(), stats)
         splits = {s: [dataset_row(r) for r in curated[s]] for s in SPLITS}
         if not any(r["task"] == DIFFERENTIAL for r in splits["test"]):
             raise MedllmError("no simulated test case survived curation: check data.curation (e.g. max_tokens)")
