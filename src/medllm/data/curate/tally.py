@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 MAX_EXAMPLES = 5  # dropped records kept as examples, per step and reason
-_NO_COUNTS: Mapping[str, int] = MappingProxyType({})
+_EMPTY: Mapping[str, int] = MappingProxyType({})
 
 
 class Keep(NamedTuple):
@@ -18,7 +18,7 @@ class Keep(NamedTuple):
     counts for the record's source (``Tally.counts[name][source] += n``)."""
 
     item: Any
-    counts: Mapping[str, int] = _NO_COUNTS
+    counts: Mapping[str, int] = _EMPTY
 
 
 class Drop(NamedTuple):
@@ -26,7 +26,7 @@ class Drop(NamedTuple):
     them when they are costly to work out (called only while examples of the reason are still wanted)."""
 
     reason: str
-    example: Mapping | Callable[[], Mapping] = _NO_COUNTS
+    example: Mapping | Callable[[], Mapping] = _EMPTY
 
 
 @dataclass
