@@ -1,4 +1,4 @@
-"""Multiple-choice benchmarks: loaders, lm-eval log-likelihood scoring, calibration, bootstrap."""
+"""Multiple-choice benchmarks: loaders, lm-eval log-likelihood scoring, per-benchmark metrics and report lines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from medllm.config import EvalConfig, ModelConfig
+from medllm.config import Config, EvalConfig, ModelConfig
 from medllm.data.benchmarks import MMLU_HEADER, MMLU_MEDICAL, load_benchmark
 from medllm.errors import MedllmError
 from medllm.eval.mcq import (
@@ -21,8 +21,7 @@ from medllm.eval.mcq import (
     report_lines,
     select_shots,
 )
-from medllm.eval.run import plot_reliability
-from medllm.eval.stats import bootstrap_ci, calibration
+from medllm.eval.report import plot_reliability
 from medllm.models import load_model, load_tokenizer
 
 
@@ -259,7 +258,7 @@ def test_evaluate_benchmarks_compares_models_on_the_same_sampled_items(tiny_llam
         benchmark_max_items=1,
         batch_size=2,
     )
-    results, rows = evaluate_benchmarks(model, tokenizer, cfg, ["base", "finetuned"])
+    results, rows = evaluate_benchmarks(model, tokenizer, Config(eval=cfg), ["base", "finetuned"])
     assert set(results) == {"medqa", "medmcqa"}
     for name, result in results.items():
         assert result["base"]["n"] == result["finetuned"]["n"] == 1 and result["sampled_from"] == 2
@@ -273,25 +272,4 @@ def test_evaluate_benchmarks_compares_models_on_the_same_sampled_items(tiny_llam
     assert run["predictions"][0]["loglikelihoods"] != plain["predictions"][0]["loglikelihoods"]
     assert any("McNemar" in line for line in report_lines(results["medqa"]))
     with pytest.raises(MedllmError, match="needs a file"):
-        evaluate_benchmarks(model, tokenizer, EvalConfig(benchmarks=["pubmedqa"]), ["base"])
-
-
-def test_ece_on_hand_made_inputs():
-    assert calibration([0.8] * 10, [1] * 8 + [0] * 2)["ece"] == pytest.approx(0.0)
-    assert calibration([1.0] * 10, [1, 0] * 5)["ece"] == pytest.approx(0.5)
-    # half the items at 0.9 all right (gap 0.1), half at 0.3 all wrong (gap 0.3): ECE = (0.1 + 0.3) / 2
-    result = calibration([0.9] * 5 + [0.3] * 5, [1] * 5 + [0] * 5)
-    assert result["ece"] == pytest.approx(0.2)
-    assert [(b["n"], b["accuracy"]) for b in result["bins"]] == [(5, 0.0), (5, 1.0)]
-
-
-def test_bootstrap_ci_covers_the_true_mean_in_most_seeds():
-    covered = 0
-    for seed in range(100):
-        sample = np.random.default_rng(1000 + seed).binomial(1, 0.3, size=200)
-        low, high = bootstrap_ci(sample, seed=seed)
-        covered += low <= 0.3 <= high
-    assert 88 <= covered <= 99
-    assert bootstrap_ci([1.0]) is None
-    low, high = bootstrap_ci([1, 1, 0, 0], [1, 1, 1, 1])  # macro mean 0.75, the second group never varies
-    assert 0.5 <= low <= 0.75 <= high <= 1.0
+        evaluate_benchmarks(model, tokenizer, Config(eval=EvalConfig(benchmarks=["pubmedqa"])), ["base"])

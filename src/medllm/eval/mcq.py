@@ -18,16 +18,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medllm.config import EvalConfig
+from medllm.config import Config
 from medllm.data.benchmarks import BENCHMARKS, LETTERS, load_benchmark
 from medllm.errors import MedllmError
 from medllm.eval.stats import ECE_BINS, bootstrap_ci, calibration, paired_comparison
 from medllm.generation import adapter_mode, left_padded
+from medllm.markdown import table
 
 
 def _targets(item: dict) -> list[str]:
     """The choices as lm-eval writes them: the letter or the text, without the delimiter."""
     return list(LETTERS[: len(item["choices"])]) if BENCHMARKS[item["benchmark"]].letters else item["choices"]
+
+
+def _byte_lengths(item: dict) -> np.ndarray:
+    """Each choice's length in bytes, acc_norm's divisor."""
+    return np.array([len(t.encode("utf-8")) for t in _targets(item)], dtype=float)
 
 
 def build_requests(item: dict, shots: list[dict], chat: bool, tokenizer=None) -> list[tuple[str, str]]:
@@ -163,6 +169,23 @@ def protocol(item: dict, k_shot: int, chat: bool, report_norm: bool) -> str:
     )
 
 
+def _prediction(item: dict, ll: np.ndarray) -> dict:
+    """One item's row: the argmax of the choices' log-likelihoods, raw and per byte, and its softmax confidence."""
+    probs = np.exp(ll - ll.max()) / np.exp(ll - ll.max()).sum()
+    pred, pred_norm = int(ll.argmax()), int((ll / _byte_lengths(item)).argmax())
+    return {
+        "id": item["id"],
+        "subject": item["subject"],
+        "answer": item["answer"],
+        "pred": pred,
+        "pred_norm": pred_norm,
+        "correct": pred == item["answer"],
+        "correct_norm": pred_norm == item["answer"],
+        "confidence": float(probs[pred]),
+        "loglikelihoods": ll.round(4).tolist(),
+    }
+
+
 def evaluate_mcq(
     model,
     tokenizer,
@@ -190,26 +213,9 @@ def evaluate_mcq(
     scores = iter(loglikelihoods(model, tokenizer, [r for rs in per_item for r in rs], batch_size, desc=benchmark))
     runtime = time.perf_counter() - started
 
-    predictions, report_norm = [], False
-    for item, item_requests in zip(items, per_item):
-        ll = np.array([next(scores) for _ in item_requests])
-        lengths = np.array([len(t.encode("utf-8")) for t in _targets(item)], dtype=float)
-        report_norm |= len(set(lengths)) > 1
-        probs = np.exp(ll - ll.max()) / np.exp(ll - ll.max()).sum()
-        pred, pred_norm = int(ll.argmax()), int((ll / lengths).argmax())
-        predictions.append(
-            {
-                "id": item["id"],
-                "subject": item["subject"],
-                "answer": item["answer"],
-                "pred": pred,
-                "pred_norm": pred_norm,
-                "correct": pred == item["answer"],
-                "correct_norm": pred_norm == item["answer"],
-                "confidence": float(probs[pred]),
-                "loglikelihoods": ll.round(4).tolist(),
-            }
-        )
+    predictions = [_prediction(item, np.array([next(scores) for _ in rs])) for item, rs in zip(items, per_item)]
+    # acc_norm differs from acc only where the choices differ in length
+    report_norm = any(len(set(_byte_lengths(item))) > 1 for item in items)
     subjects = np.array([p["subject"] for p in predictions])
     correct = np.array([p["correct"] for p in predictions], dtype=float)
     metrics = {
@@ -233,15 +239,16 @@ def evaluate_mcq(
     return metrics
 
 
-def evaluate_benchmarks(model, tokenizer, cfg: EvalConfig, models: list[str]) -> tuple[dict, dict[str, list[dict]]]:
-    """Each benchmark of ``cfg.benchmarks`` scored by each of ``models`` (``base``, ``finetuned``) on the same items.
+def evaluate_benchmarks(model, tokenizer, config: Config, models: list[str]) -> tuple[dict, dict[str, list[dict]]]:
+    """Each benchmark of ``eval.benchmarks`` scored by each of ``models`` (``base``, ``finetuned``) on the same items.
 
-    ``cfg.benchmark_max_items`` scores a seeded sample (few-shot examples still
+    ``eval.benchmark_max_items`` scores a seeded sample (few-shot examples still
     come from the whole file). With both models, the fine-tuned one is compared
     with the base one on the same items (exact McNemar test, paired bootstrap
     CI of the accuracy difference). Returns the metrics and, per benchmark, one
     prediction row per item.
     """
+    cfg = config.eval
     results, rows = {}, {}
     for name in cfg.benchmarks:
         pool = load_benchmark(name, cfg.benchmark_files.get(name))
@@ -293,37 +300,28 @@ def report_lines(result: dict) -> list[str]:
     sample = (
         f" (seeded sample of {result['sampled_from']})" if result.get("sampled_from", first["n"]) > first["n"] else ""
     )
+    rows = [
+        [subject, block["n"], *(_cell(runs[m]["acc"]["subjects"][subject]) for m in names)]
+        for subject, block in first["acc"]["subjects"].items()
+    ]
+    rows.append(["**micro**", first["n"], *(_cell(runs[m]["acc"]["micro"]) for m in names)])
+    rows.append(
+        [
+            "**macro**",
+            f"{first['acc']['macro']['n_subjects']} subjects",
+            *(_cell(runs[m]["acc"]["macro"]) for m in names),
+        ]
+    )
+    if first["acc_norm"]:
+        rows.append(["acc_norm (micro)", first["n"], *(_cell(runs[m]["acc_norm"]["micro"]) for m in names)])
+    rows.append([f"ECE ({ECE_BINS} bins)", first["n"], *(f"{runs[m]['calibration']['ece']:.3f}" for m in names)])
     lines = [
         f"### {first['benchmark']} (n = {first['n']}{sample}, chance {first['chance']:.0%})",
         "",
         f"Protocol: {first['protocol']}.",
         "",
-        "| subject | n | " + " | ".join(f"{m} acc" for m in names) + " |",
-        "| --- | --- | " + " | ".join("---" for _ in names) + " |",
+        *table(["subject", "n", *(f"{m} acc" for m in names)], rows),
     ]
-    for subject, block in first["acc"]["subjects"].items():
-        lines.append(
-            f"| {subject} | {block['n']} | "
-            + " | ".join(_cell(runs[m]["acc"]["subjects"][subject]) for m in names)
-            + " |"
-        )
-    lines.append(f"| **micro** | {first['n']} | " + " | ".join(_cell(runs[m]["acc"]["micro"]) for m in names) + " |")
-    lines.append(
-        f"| **macro** | {first['acc']['macro']['n_subjects']} subjects | "
-        + " | ".join(_cell(runs[m]["acc"]["macro"]) for m in names)
-        + " |"
-    )
-    if first["acc_norm"]:
-        lines.append(
-            f"| acc_norm (micro) | {first['n']} | "
-            + " | ".join(_cell(runs[m]["acc_norm"]["micro"]) for m in names)
-            + " |"
-        )
-    lines.append(
-        f"| ECE ({ECE_BINS} bins) | {first['n']} | "
-        + " | ".join(f"{runs[m]['calibration']['ece']:.3f}" for m in names)
-        + " |"
-    )
     test = result.get("finetuned_vs_base")
     if test:
         low, high = test["bootstrap_ci95"] or (float("nan"), float("nan"))

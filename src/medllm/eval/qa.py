@@ -26,6 +26,7 @@ from medllm.data.sources import reservoir_sample
 from medllm.errors import MedllmError
 from medllm.eval.stats import bootstrap_ci, paired_bootstrap_ci
 from medllm.generation import adapter_mode, generate_answers
+from medllm.markdown import table
 
 PROTOCOL = (
     "free-text answers to the {source} questions of {file} ({n} items{sample}): greedy, max {max_new_tokens} "
@@ -142,16 +143,17 @@ def report_lines(result: dict) -> list[str]:
         low, high = block["bootstrap_ci95"] or (float("nan"), float("nan"))
         return f"{block['mean']:.3f} [{low:.3f}, {high:.3f}]"
 
+    rows = [
+        [which, block["token_f1"]["n"], cell(block["token_f1"]), cell(block["rouge_l"])]
+        for which, block in result["models"].items()
+    ]
     lines = [
         "## Free-text question answering",
         "",
         f"Protocol: {result['protocol']}.",
         "",
-        "| model | n | token F1 | ROUGE-L |",
-        "| --- | --- | --- | --- |",
+        *table(["model", "n", "token F1", "ROUGE-L"], rows),
     ]
-    for which, block in result["models"].items():
-        lines.append(f"| {which} | {block['token_f1']['n']} | {cell(block['token_f1'])} | {cell(block['rouge_l'])} |")
     for metric, diff in (result.get("finetuned_minus_base") or {}).items():
         low, high = diff["bootstrap_ci95"] or (float("nan"), float("nan"))
         lines.append(
