@@ -34,7 +34,7 @@ import torch
 
 from medllm.config import load_config
 from medllm.data.benchmarks import load_benchmark
-from medllm.data.build import load_split
+from medllm.data.dataset import load_split
 from medllm.eval.mcq import evaluate_mcq
 from medllm.generation import generate_answers
 from medllm.io import atomic_write_json

@@ -37,7 +37,7 @@ from medllm.config import (  # noqa: E402
     load_config,
     parse_overrides,
 )
-from medllm.data.build import load_index, load_split  # noqa: E402
+from medllm.data.dataset import load_index, load_split  # noqa: E402
 from medllm.io import atomic_write_json  # noqa: E402
 from medllm.prompts import build_messages, describe_candidate  # noqa: E402
 from medllm.retrieval import split_findings  # noqa: E402

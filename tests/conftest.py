@@ -110,7 +110,7 @@ def make_client(tiny_dataset, monkeypatch):
     """A TestClient factory for the API over the tiny model; ``serve`` overrides as keywords."""
     from fastapi.testclient import TestClient
 
-    from medllm.data.build import load_index
+    from medllm.data.dataset import load_index
     from medllm.models import load_model, load_tokenizer
     from medllm.serve.app import create_app
     from medllm.serve.backends import Engine

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from medllm.cli import main
-from medllm.data.build import load_index
+from medllm.data.dataset import load_index
 from medllm.errors import MedllmError
 from medllm.knowledge import Disease, Finding
 from medllm.retrieval import CaseIndex, DiseaseIndex, load_case_corpus, split_findings

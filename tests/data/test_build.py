@@ -4,7 +4,8 @@ import random
 import pytest
 
 from medllm.config import load_config
-from medllm.data.build import build_splits, load_index, load_split, simulate_case
+from medllm.data.build import build_splits, simulate_case
+from medllm.data.dataset import load_index, load_split
 from medllm.errors import MedllmError
 from medllm.knowledge import load_common_diseases
 from medllm.prompts import parse_differential
@@ -54,25 +55,6 @@ def test_build_dataset_writes_splits_and_preview(tiny_dataset):
     assert len(train) == 157 and set(train["source"]) == {"common"}
     assert (data_dir / "preview.jsonl").read_text().count("\n") == 20
     assert json.loads((data_dir / "stats.json").read_text())["counts"]["test"]["total"] == 157
-
-
-def test_jsonl_row_missing_a_field_names_file_and_line(tmp_path, tiny_dataset):
-    rows = list(load_split(tiny_dataset.data_dir, "train").select(range(3)))
-    del rows[1]["completion"]
-    path = tmp_path / "train.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(MedllmError, match=rf"{path}:2: missing field 'completion'"):
-        load_split(tmp_path, "train")
-
-
-def test_saved_dataset_row_missing_a_field_names_the_row(tmp_path, tiny_dataset):
-    from datasets import DatasetDict
-
-    train = load_split(tiny_dataset.data_dir, "train")
-    broken = train.map(lambda row, i: {"vignette": "" if i == 4 else row["vignette"]}, with_indices=True)
-    DatasetDict({"train": broken}).save_to_disk(str(tmp_path / "dataset"))
-    with pytest.raises(MedllmError, match=r"train row 4: missing field 'vignette'"):
-        load_split(tmp_path, "train")
 
 
 def test_brought_sources_are_curated_beside_the_simulated_cases(tmp_path, tiny_llama_dir):

@@ -26,7 +26,7 @@ def test_loss_is_on_the_answer_only(tiny_dataset):
 
 
 def load_completion(config, index):
-    from medllm.data.build import load_split
+    from medllm.data.dataset import load_split
 
     return load_split(config.data_dir, "train")[index]["completion"][0]["content"]
 

@@ -28,7 +28,7 @@ import logging
 import numpy as np
 
 from medllm.config import Config
-from medllm.data.build import diagnosis_cases, load_index, load_split
+from medllm.data.dataset import diagnosis_cases, load_index, load_split
 from medllm.errors import MedllmError
 from medllm.eval.stats import ECE_BINS, RESAMPLES, SEED, bootstrap_ci, calibration, paired_comparison, wilson_interval
 from medllm.generation import (

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from medllm.config import Config
-from medllm.data.build import load_split
+from medllm.data.dataset import load_split
 from medllm.data.loaders import iter_records
 from medllm.data.sources import reservoir_sample
 from medllm.errors import MedllmError

@@ -111,7 +111,7 @@ def serve(config: Config, adapter: Path | None = None) -> None:
     """Load the model (and adapter) and run the API under uvicorn."""
     import uvicorn
 
-    from medllm.data.build import load_index
+    from medllm.data.dataset import load_index
 
     index, cases = load_index(config)
     app = create_app(load_backend(config, adapter), index, config, cases)

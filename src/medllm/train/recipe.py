@@ -121,7 +121,11 @@ def build_trainer(config: Config, callbacks: list[TrainerCallback] | None = None
     from transformers import set_seed
     from transformers.integrations import TensorBoardCallback
 
-    from medllm.data.build import diagnosis_cases, load_diseases, load_split  # here: the GPU benchmark runs without it
+    from medllm.data.dataset import (
+        diagnosis_cases,
+        load_diseases,
+        load_split,
+    )  # lazy: GPU benchmarks run without it
 
     run, cfg = config.run, config.train
     set_seed(cfg.seed)  # the LoRA initialisation too, whatever ran before in this process
