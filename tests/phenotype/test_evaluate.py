@@ -7,7 +7,8 @@ import math
 import pytest
 
 from medllm.data.phenopackets import PhenopacketCase
-from medllm.phenotype.evaluate import evaluate_cases, summarise, wilson
+from medllm.eval.stats import wilson_interval
+from medllm.phenotype.evaluate import evaluate_cases, summarise
 from medllm.phenotype.lirical import LiricalRanker
 
 
@@ -34,6 +35,7 @@ def test_missing_diseases_count_as_misses(tiny_kb):
 
 
 def test_wilson_interval():
-    low, high = wilson(50, 100)
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+    low, high = wilson_interval(50, 100)
     assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
-    assert wilson(0, 10)[0] == 0.0
+    assert wilson_interval(0, 10)[0] == 0.0

@@ -116,7 +116,9 @@ def calibration(confidence: Sequence[float], correct: Sequence[bool], bins: int 
 
 
 def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
+    """95% Wilson score interval of a proportion (NaN for no trials)."""
+    if n == 0:
+        return math.nan, math.nan
     p = hits / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medllm.errors import MedllmError
+from medllm.eval.stats import wilson_interval
 from medllm.phenotype.rank import Ranker, case_terms, rank_of
 
 TOP_K = (1, 3, 10)
@@ -47,16 +48,6 @@ def evaluate_cases(ranker: Ranker, cases, use_excluded: bool = True) -> list[Cas
     return results
 
 
-def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def _metrics(ranks: np.ndarray) -> dict[str, float]:
     out = {f"top{k}": float(np.mean(ranks <= k)) for k in TOP_K}
     out["mrr"] = float(np.mean(1.0 / ranks))
@@ -84,7 +75,7 @@ def summarise(results: list[CaseResult], n_boot: int = 1000, seed: int = 0) -> d
         return {"n": 0}
     groups = np.array([r.disease for r in results])
     out: dict = {"n": n, "diseases": len(set(groups.tolist())), **_metrics(ranks)}
-    out["wilson"] = {f"top{k}": wilson(int(np.sum(ranks <= k)), n) for k in TOP_K}
+    out["wilson"] = {f"top{k}": wilson_interval(int(np.sum(ranks <= k)), n) for k in TOP_K}
     out["bootstrap"] = _bootstrap(ranks, groups, n_boot, seed) if n_boot else {}
     out["coverage"] = float(np.mean(np.isfinite(ranks)))
     covered = ranks[np.isfinite(ranks)]
