@@ -133,6 +133,16 @@ class RetrievalConfig(_Section):
     case_corpus: Path | None = None
 
 
+class PhenotypeConfig(_Section):
+    """The phenotype ranking of every HPO-annotated disease from a case's HPO findings (:mod:`medllm.phenotype`)."""
+
+    ranker: Literal["lirical", "phenomizer"] = "phenomizer"
+    phenomizer_mode: Literal["query", "funsimavg"] = "query"
+    use_excluded: bool = True  # excluded findings count as absent (LIRICAL); Phenomizer has no use for them
+    prefixes: list[Literal["OMIM:", "ORPHA:"]] = ["OMIM:", "ORPHA:"]
+    low_confidence_below: float | None = None  # top score under which a differential is flagged (fit on validation)
+
+
 class PromptConfig(_Section):
     """What the model is shown and asked for."""
 
@@ -238,6 +248,7 @@ class Config(_Section):
     data: DataConfig = DataConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     prompt: PromptConfig = PromptConfig()
+    phenotype: PhenotypeConfig = PhenotypeConfig()
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()

@@ -88,3 +88,15 @@ def test_no_match_lr_is_a_parameter(tiny_kb):
     observed = lr(ranker, [A1])
     assert np.isfinite(observed).all()
     assert observed[2] == pytest.approx(0.1)
+
+
+def test_load_ranker_follows_the_config(tiny_kb):
+    from medllm.config import PhenotypeConfig
+    from medllm.phenotype.rank import load_ranker
+
+    lirical = load_ranker(PhenotypeConfig(ranker="lirical", prefixes=["OMIM:"]), tiny_kb)
+    assert isinstance(lirical, LiricalRanker)
+    assert all(str(i).startswith("OMIM:") for i in tiny_kb.disease_ids[lirical.rows])
+    phenomizer = load_ranker(PhenotypeConfig(phenomizer_mode="funsimavg"), tiny_kb)
+    assert isinstance(phenomizer, PhenomizerRanker) and phenomizer.mode == "funsimavg"
+    assert len(phenomizer.rows) > len(lirical.rows)  # ORPHA entries too by default

@@ -8,6 +8,14 @@ diseases of that knowledge base for one case; ``rank`` puts them behind one call
 from medllm.phenotype.kb import KnowledgeBase, load_knowledge_base
 from medllm.phenotype.lirical import LiricalRanker
 from medllm.phenotype.phenomizer import PhenomizerRanker
-from medllm.phenotype.rank import RankedDisease, rank_case
+from medllm.phenotype.rank import RankedDisease, load_ranker, rank_case
 
-__all__ = ["KnowledgeBase", "LiricalRanker", "PhenomizerRanker", "RankedDisease", "load_knowledge_base", "rank_case"]
+__all__ = [
+    "KnowledgeBase",
+    "LiricalRanker",
+    "PhenomizerRanker",
+    "RankedDisease",
+    "load_knowledge_base",
+    "load_ranker",
+    "rank_case",
+]

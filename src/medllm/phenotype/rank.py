@@ -7,7 +7,8 @@ from typing import Protocol
 
 import numpy as np
 
-from medllm.phenotype.kb import KnowledgeBase
+from medllm.config import PhenotypeConfig
+from medllm.phenotype.kb import KnowledgeBase, load_knowledge_base
 
 
 class Ranker(Protocol):
@@ -65,3 +66,15 @@ def rank_case(
         )
         for i, j in enumerate(order)
     ]
+
+
+def load_ranker(cfg: PhenotypeConfig, kb: KnowledgeBase | None = None) -> Ranker:
+    """The configured ranker over the (cached) knowledge base."""
+    from medllm.phenotype.lirical import LiricalRanker
+    from medllm.phenotype.phenomizer import PhenomizerRanker
+
+    kb = kb if kb is not None else load_knowledge_base()
+    prefixes = tuple(cfg.prefixes)
+    if cfg.ranker == "lirical":
+        return LiricalRanker(kb, prefixes)
+    return PhenomizerRanker(kb, prefixes, mode=cfg.phenomizer_mode)
