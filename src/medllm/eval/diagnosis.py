@@ -24,6 +24,7 @@ disease is among the first k distinct diseases named.
 from __future__ import annotations
 
 import logging
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -65,11 +66,19 @@ PAIRED_PROTOCOL = (
     "same cases, fine-tuned minus base: exact two-sided McNemar test on the discordant "
     "pairs; bootstrap_ci95 of the accuracy difference resamples cases jointly"
 )
-# model condition -> (which weights, whether the prompt shows the retrieved candidates)
+
+
+class LlmCondition(NamedTuple):
+    """A condition in which the model answers: with which weights, and whether it is shown the candidates."""
+
+    weights: Literal["base", "finetuned"]
+    with_candidates: bool
+
+
 LLM_CONDITIONS = {
-    "base_rag": ("base", True),
-    "finetuned_rag": ("finetuned", True),
-    "base_closed_book": ("base", False),
+    "base_rag": LlmCondition("base", with_candidates=True),
+    "finetuned_rag": LlmCondition("finetuned", with_candidates=True),
+    "base_closed_book": LlmCondition("base", with_candidates=False),
 }
 
 
@@ -127,13 +136,13 @@ def _answer(model, tokenizer, config: Config, cases, condition: str) -> tuple[li
     """The model's greedy answers under ``condition`` and, with ``eval.calibration`` and candidates shown,
     each candidate's log-likelihood."""
     cfg = config.eval
-    which, with_candidates = LLM_CONDITIONS[condition]
+    llm = LLM_CONDITIONS[condition]
     conversations = (
         cases["prompt"]
-        if with_candidates
+        if llm.with_candidates
         else [build_messages(v, None, config.prompt.differential_size) for v in cases["vignette"]]
     )
-    with adapter_mode(model, which):
+    with adapter_mode(model, llm.weights):
         answers = generate_answers(
             model,
             tokenizer,
@@ -147,7 +156,7 @@ def _answer(model, tokenizer, config: Config, cases, condition: str) -> tuple[li
             candidate_loglikelihoods(
                 model, tokenizer, conversations, cases["candidates"], cfg.batch_size, desc=f"{condition} candidates"
             )
-            if cfg.calibration and with_candidates
+            if cfg.calibration and llm.with_candidates
             else None
         )
     return answers, scores
