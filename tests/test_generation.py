@@ -1,0 +1,60 @@
+import pytest
+
+from medllm.config import ModelConfig
+
+
+def test_candidate_loglikelihood_equals_a_direct_computation(tiny_llama_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from medllm.generation import ANSWER_PREFIX, candidate_loglikelihoods
+    from medllm.models import load_tokenizer
+
+    tokenizer = load_tokenizer(ModelConfig(name=str(tiny_llama_dir)))
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+    conversations = [
+        [{"role": "user", "content": "Patient: cough"}],
+        [{"role": "user", "content": "Patient: a longer vignette, so the batch needs padding"}],
+    ]
+    candidates = [["Asthma", "Community-acquired pneumonia"], ["Migraine", "Subarachnoid haemorrhage", "X"]]
+    scores = candidate_loglikelihoods(model, tokenizer, conversations, candidates, batch_size=2)
+    for conversation, names, got in zip(conversations, candidates, scores):
+        context = (
+            tokenizer.apply_chat_template(conversation, tokenize=True, add_generation_prompt=True, return_dict=False)
+            + tokenizer(ANSWER_PREFIX, add_special_tokens=False)["input_ids"]
+        )
+        for name, (total, count) in zip(names, got):
+            continuation = tokenizer(" " + name, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logprobs = torch.log_softmax(model(torch.tensor([context + continuation])).logits[0], -1)
+            direct = sum(logprobs[len(context) - 1 + j, t].item() for j, t in enumerate(continuation))
+            assert count == len(continuation)
+            assert total == pytest.approx(direct, abs=1e-3)
+
+
+def test_finetuned_weights_merge_and_restore_the_base_exactly_enough(tiny_llama_dir):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from medllm.generation import adapter_mode
+    from medllm.models import load_model
+
+    model = get_peft_model(
+        load_model(ModelConfig(name=str(tiny_llama_dir), dtype="float32")),
+        LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False),
+    ).eval()
+    ids = torch.tensor([[1, 5, 9, 13, 2]])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        adapter = model(ids).logits
+        with model.disable_adapter():
+            base = model(ids).logits
+        with adapter_mode(model, "finetuned"):
+            merged = model(ids).logits
+        with adapter_mode(model, "base"):
+            restored = model(ids).logits
+    assert not torch.allclose(adapter, base, atol=1e-3), "the random adapter changes the model"
+    torch.testing.assert_close(merged, adapter, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(restored, base, atol=1e-5, rtol=1e-5)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], atol=1e-6, rtol=1e-6)
