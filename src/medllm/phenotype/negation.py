@@ -94,10 +94,11 @@ _COPULA = frozenset({"is", "are", "was", "were", "been", "be"})
 
 
 def _direction(kind: str, start: int, words: list[str], blocked: set[int]) -> str:
-    """A cue that can go either way ("absent", "denied") looks back after a finding or "was", else forward."""
+    """A cue that can go either way ("absent", "denied") looks back right after a finding or "was", else forward."""
     if kind != BOTH:
         return kind
-    return POST if start > 0 and (start - 1 in blocked or words[start - 1] in _COPULA) else PRE
+    before = start - 1 if start > 0 and words[start - 1] != ":" else start - 2
+    return POST if before >= 0 and (before in blocked or words[before] in _COPULA) else PRE
 
 
 def negated(tokens: list[Token], blocked: set[int]) -> list[bool]:
