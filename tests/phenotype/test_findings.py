@@ -110,6 +110,8 @@ def test_normalisation():
         ("not only fever but seizures", [("HP:0001945", False), ("HP:0001250", False)]),
         ("absent thumb", [("HP:0009777", False)]),  # the cue is part of the term's name
         ("The patient didn't have a fever", [("HP:0001945", True)]),
+        ("No history of seizures, and developed a cough", [("HP:0001250", True), ("HP:0012735", False)]),
+        ("No fever. Cough present. Rash absent.", [("HP:0001945", True), ("HP:0012735", False), ("HP:0000988", True)]),
     ],
 )
 def test_negation(tiny, text, expected):

@@ -60,6 +60,7 @@ TURNING = frozenset(
 AFFIRMING_AFTER = frozenset(
     {"reports", "reported", "reporting", "endorses", "endorsed", "complains", "presents", "presented", "shows"}
     | {"showed", "exhibits", "exhibited", "demonstrates", "demonstrated", "which", "who"}
+    | {"developed", "develops", "started", "began", "begun", "later", "now"}
 )
 AFFIRMING_BEFORE = AFFIRMING_AFTER | frozenset(
     {"with", "has", "had", "have", "present", "seen", "noted", "including", "includes"}
