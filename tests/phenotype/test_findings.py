@@ -5,6 +5,7 @@ Each negation case would fail without negation handling: the term is found eithe
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from medllm.errors import MedllmError
@@ -211,3 +212,28 @@ def kb():
 )
 def test_real_hpo(kb, text, expected):
     assert [(f.term_id, f.excluded) for f in recognise(text, kb)] == expected
+
+
+def test_embedding_fallback(tiny, tmp_path, monkeypatch):
+    from medllm.phenotype.embedmatch import EmbeddingFallback
+
+    kb, lexicon = tiny
+    vocabulary = sorted({w for key in lexicon.entries for w in key} | {"floppy", "purple", "elephant"})
+
+    def encode(texts):  # bag of words: word order and case do not matter, unlike for the lexicon
+        rows = np.zeros((len(texts), len(vocabulary)), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in key_of(text):
+                if word in vocabulary:
+                    rows[i, vocabulary.index(word)] = 1
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+    monkeypatch.setenv("MEDLLM_CACHE_DIR", str(tmp_path))
+    fallback = EmbeddingFallback(lexicon, threshold=0.8, encode=encode)
+    assert "Low muscle tone" in fallback.texts and "VSD" not in fallback.texts
+    findings = recognise("Tone muscle low, no purple elephant", kb, lexicon=lexicon, fallback=fallback)
+    assert [(f.term_id, f.excluded, f.source, round(f.score, 4)) for f in findings] == [
+        ("HP:0001252", False, "embedding", 1.0)
+    ]
+    assert list((tmp_path / "phenotype").glob("term-embeddings-*.npy"))  # cached for the next process
+    assert recognise("tone muscle low", kb, lexicon=lexicon) == []  # off by default

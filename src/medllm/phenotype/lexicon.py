@@ -51,6 +51,7 @@ class Entry:
     term: int  # column in the knowledge base
     source: int  # NAME, EXACT, LAYPERSON or RELATED
     case_words: tuple[str, ...] | None = None  # abbreviations match only with this exact spelling
+    text: str = ""  # the name or synonym as the ontology writes it
 
 
 def read_synonyms(path: str | Path) -> list[Synonym]:
@@ -144,19 +145,16 @@ class Lexicon:
         allowed = self._allowed(roots)
         for term, name in enumerate(kb.term_names.tolist()):
             if allowed[term]:
-                self._add(name, Entry(term, NAME))
-                if ", " in name and _uninverted(
-                    name
-                ):  # "Intellectual disability, mild": "mild intellectual disability"
-                    self._add(_uninverted(name), Entry(term, NAME))
+                # A name with a comma ("Intellectual disability, mild") also in reading order ("mild ...").
+                for text in dict.fromkeys(filter(None, (name, _uninverted(name)))):
+                    self._add(text, Entry(term, NAME, text=name))
         for synonym in synonyms:
             source, term = _source(synonym), self._column(synonym.term_id)
-            if source is None or term is None or not allowed[term]:
-                continue
             text = _uninverted(synonym.text)
-            case = tuple(re.findall(r"[^\W_]+", text)) if synonym.kind == "abbreviation" and text else None
-            if text:
-                self._add(text, Entry(term, source, case))
+            if source is None or term is None or not allowed[term] or not text:
+                continue
+            case = tuple(re.findall(r"[^\W_]+", text)) if synonym.kind == "abbreviation" else None
+            self._add(text, Entry(term, source, case, synonym.text))
         for entries in self.entries.values():
             entries.sort(key=lambda e: (e.source, -self.specificity[e.term], e.term))
         self.max_len = max((len(k) for k in self.entries), default=0)
