@@ -35,6 +35,7 @@ TERMS = [
     ("HP:0000446", "Narrow nasal bridge", "HP:0000118", ['synonym: "Nasal bridge, thin" EXACT layperson []']),
     ("HP:0000160", "Narrow mouth", "HP:0000118", ['synonym: "Mouth, narrow" EXACT []']),
     ("HP:0032218", "Increased CD4:CD8 ratio", "HP:0000118", []),
+    ("HP:0002376", "Developmental regression", "HP:0000118", ['synonym: "Skills lost once developed" EXACT []']),
     ("HP:0001249", "Intellectual disability", "HP:0000118", []),
     ("HP:0001256", "Intellectual disability, mild", "HP:0001249", []),
     (
@@ -112,6 +113,7 @@ def test_normalisation():
         ("absent thumb", [("HP:0009777", False)]),  # the cue is part of the term's name
         ("The patient didn't have a fever", [("HP:0001945", True)]),
         ("No history of seizures, and developed a cough", [("HP:0001250", True), ("HP:0012735", False)]),
+        ("Excluded: skills lost once developed, fever", [("HP:0002376", True), ("HP:0001945", True)]),
         ("No fever. Cough present. Rash absent.", [("HP:0001945", True), ("HP:0012735", False), ("HP:0000988", True)]),
     ],
 )

@@ -114,7 +114,7 @@ def _joined_variant(text: str) -> str | None:
     return re.sub(r"(?<=\w)-(?=\w)", "", text) if re.search(r"\w-\w", text) else None
 
 
-def _uninverted(text: str) -> str | None:
+def uninverted(text: str) -> str | None:
     """'Nasal bridge, wide' → 'wide Nasal bridge'; None for other synonyms with commas.
 
     Read as written, an inverted synonym would match across the items of a list
@@ -126,7 +126,7 @@ def _uninverted(text: str) -> str | None:
     return f"{parts[1]} {parts[0]}" if len(parts) == 2 and "," not in parts[1] else None
 
 
-def _source(synonym: Synonym) -> int | None:
+def synonym_source(synonym: Synonym) -> int | None:
     """Which synonyms are kept, and how they rank; None drops one (obsolete and allelic-requirement types)."""
     if synonym.kind == "layperson":
         return LAYPERSON if synonym.scope == "EXACT" else RELATED
@@ -146,11 +146,11 @@ class Lexicon:
         for term, name in enumerate(kb.term_names.tolist()):
             if allowed[term]:
                 # A name with a comma ("Intellectual disability, mild") also in reading order ("mild ...").
-                for text in dict.fromkeys(filter(None, (name, _uninverted(name)))):
+                for text in dict.fromkeys(filter(None, (name, uninverted(name)))):
                     self._add(text, Entry(term, NAME, text=name))
         for synonym in synonyms:
-            source, term = _source(synonym), self._column(synonym.term_id)
-            text = _uninverted(synonym.text)
+            source, term = synonym_source(synonym), self._column(synonym.term_id)
+            text = uninverted(synonym.text)
             if source is None or term is None or not allowed[term] or not text:
                 continue
             case = tuple(re.findall(r"[^\W_]+", text)) if synonym.kind == "abbreviation" else None

@@ -7,7 +7,8 @@ and stops at a sentence end, ";", or a word that turns the clause ("but", "howev
 before it back to the start of its clause or an affirming word ("has", "with", "present").
 Pseudo-negations ("not only", "cannot be excluded", "not ruled out") are skipped: they negate
 nothing and are not read as cues. A cue written inside a recognised finding ("Absent thumb") is
-part of that finding, not a negation.
+part of that finding, not a negation, and a turning word inside one ("Seizures with onset later in
+life") does not end a scope.
 """
 
 from __future__ import annotations
@@ -110,12 +111,12 @@ def negated(tokens: list[Token], blocked: set[int]) -> list[bool]:
         kind = _direction(kind, start, words, blocked)
         if kind == PRE:
             j = end
-            while j < len(tokens) and not _stops(tokens[j], words[j], AFFIRMING_AFTER):
+            while j < len(tokens) and (j in blocked or not _stops(tokens[j], words[j], AFFIRMING_AFTER)):
                 out[j] = True
                 j += 1
         if kind == POST:
             j = start - 1
-            while j >= 0 and not _stops(tokens[j], words[j], AFFIRMING_BEFORE):
+            while j >= 0 and (j in blocked or not _stops(tokens[j], words[j], AFFIRMING_BEFORE)):
                 out[j] = True
                 j -= 1
     return out
