@@ -141,6 +141,8 @@ class PhenotypeConfig(_Section):
     use_excluded: bool = True  # excluded findings count as absent (LIRICAL); Phenomizer has no use for them
     prefixes: list[Literal["OMIM:", "ORPHA:"]] = ["OMIM:", "ORPHA:"]
     low_confidence_below: float | None = None  # top score under which a differential is flagged (fit on validation)
+    # softmax temperature turning the ranker's scores into the differential's confidences (1.0 until fitted)
+    confidence_temperature: float = Field(1.0, gt=0)
 
 
 class PromptConfig(_Section):

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from conftest import REPO
-from medllm.serve.ui import build_case, split_items
+from medllm.serve.ui import build_case, findings_rows, split_items
 
 APP = REPO / "src" / "medllm" / "serve" / "ui_app.py"
 CHROMIUM = "/usr/bin/chromium"
@@ -49,6 +49,26 @@ def test_page_shows_differential_and_red_flags(live_server, monkeypatch):
     assert list(table["rank"]) == [1, 2, 3, 4, 5]
     assert len(app.expander) == 5
     assert any("not a diagnosis" in c.value for c in app.caption)
+
+
+def test_page_shows_the_recognised_findings(live_server, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MEDLLM_API_URL", live_server)
+    app = AppTest.from_file(str(APP), default_timeout=120).run()
+    app.text_area(key="symptoms").input("A1\nno B1")
+    app.button[0].click().run()
+    assert not app.exception
+    table = app.table[0].value
+    assert list(table["HPO term"]) == ["HP:0000003", "HP:0000006"]
+    assert list(table["status"]) == ["present", "excluded"] and list(table["read from"]) == ["symptoms.0", "symptoms.1"]
+
+
+def test_findings_rows_name_status_and_source():
+    finding = {"term_id": "HP:0000003", "label": "A1", "excluded": False, "input": "hpo.0.id", "text": "HP:0000007"}
+    (row,) = findings_rows([{**finding, "note": "HP:0000007 is an obsolete or alternative HPO id, read as HP:0000003"}])
+    assert row["status"] == "present" and row["read from"] == "hpo.0.id" and "obsolete" in row["note"]
+    assert findings_rows([{**finding, "excluded": True}])[0]["status"] == "excluded"
 
 
 def test_page_reports_api_errors(live_server, monkeypatch):

@@ -108,8 +108,8 @@ def _diagnosis(doc: dict) -> tuple[tuple[str, ...], str, float | None]:
     return tuple(ids), label, onset
 
 
-def parse_phenopacket(doc: dict, file: str, cohort: str) -> PhenopacketCase:
-    """One case from a parsed document; ``ValueError`` when it is not a usable phenopacket."""
+def parse_phenopacket(doc: dict, file: str = "", cohort: str = "") -> PhenopacketCase:
+    """One case from an already-loaded document (a file's, or an API request's); ``ValueError`` when unusable."""
     if not isinstance(doc, dict) or "id" not in doc:
         raise ValueError("not a phenopacket (no id)")
     observed, excluded = [], []

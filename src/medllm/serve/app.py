@@ -1,7 +1,8 @@
 """``medllm serve``: the clinical decision-support API (FastAPI under uvicorn).
 
-- ``POST /v1/diagnose``: a structured patient → a ranked differential with
-  confidence and evidence, red flags, next steps and a disclaimer.
+- ``POST /v1/diagnose``: a patient (structured fields, HPO terms or a GA4GH
+  phenopacket) → the findings it read, a ranked differential with confidence
+  and evidence, red flags, next steps and a disclaimer.
 - ``POST /v1/chat/completions`` (OpenAI shape, streaming by server-sent
   events or not), ``GET /v1/models``, ``GET /healthz``, ``GET /readyz``.
 - Ollama's ``POST /api/chat``, ``POST /api/generate`` (newline-delimited JSON
@@ -28,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from medllm.config import Config
+from medllm.phenotype.rank import Ranker, load_ranker
 from medllm.retrieval import CaseIndex, DiseaseIndex
 from medllm.safety import DISCLAIMER
 from medllm.serve.backends import Backend, BackendError, load_backend
@@ -85,11 +87,19 @@ async def invalid_request(request: Request, exc: RequestValidationError):
     return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
 
 
-def create_app(engine: Backend, index: DiseaseIndex, config: Config, cases: CaseIndex | None = None) -> FastAPI:
-    """The API over ``engine``, with candidates and evidence from ``index`` (and ``cases``)."""
+def create_app(
+    engine: Backend,
+    index: DiseaseIndex,
+    config: Config,
+    cases: CaseIndex | None = None,
+    ranker: Ranker | None = None,
+) -> FastAPI:
+    """The API over ``engine``, with candidates and evidence from ``index`` (and ``cases``), and HPO findings
+    ranked by ``ranker`` (default: ``phenotype.load_ranker(config.phenotype)`` over the cached knowledge base)."""
     cfg = config.serve
     app = FastAPI(title="medllm clinical decision support", version="0.1.0", description=DISCLAIMER)
-    app.state.serve = ServeState.build(engine, index, config, cases)
+    ranker = ranker if ranker is not None else load_ranker(config.phenotype)
+    app.state.serve = ServeState.build(engine, index, config, cases, ranker)
     if cfg.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -19,6 +19,9 @@ from fastapi import Depends, HTTPException, Request
 
 from medllm.config import Config
 from medllm.knowledge import Disease
+from medllm.phenotype.explain import Explainer
+from medllm.phenotype.lexicon import Lexicon, lexicon_for
+from medllm.phenotype.rank import Ranker
 from medllm.prompts import SYSTEM_PROMPT, DiseaseMatcher
 from medllm.retrieval import CaseIndex, DiseaseIndex
 from medllm.safety import injection_attempt
@@ -28,12 +31,15 @@ from medllm.serve.schemas import ChatMessage
 
 @dataclass
 class ServeState:
-    """The model, the retrieval indexes and the serving settings behind the routes."""
+    """The model, the retrieval indexes, the phenotype ranker and the serving settings behind the routes."""
 
     engine: Backend
     index: DiseaseIndex
     config: Config
     cases: CaseIndex | None
+    ranker: Ranker
+    explainer: Explainer
+    lexicon: Lexicon  # for recognising HPO findings in the patient fields
     matcher: DiseaseMatcher
     diseases: dict[str, Disease]
     pending: threading.BoundedSemaphore
@@ -41,13 +47,18 @@ class ServeState:
     audit_path: Path | None
 
     @classmethod
-    def build(cls, engine: Backend, index: DiseaseIndex, config: Config, cases: CaseIndex | None) -> ServeState:
+    def build(
+        cls, engine: Backend, index: DiseaseIndex, config: Config, cases: CaseIndex | None, ranker: Ranker
+    ) -> ServeState:
         cfg = config.serve
         return cls(
             engine=engine,
             index=index,
             config=config,
             cases=cases,
+            ranker=ranker,
+            explainer=Explainer(ranker.kb),
+            lexicon=lexicon_for(ranker.kb),
             matcher=DiseaseMatcher(index.diseases),
             diseases={d.id: d for d in index.diseases},
             pending=threading.BoundedSemaphore(cfg.max_pending),

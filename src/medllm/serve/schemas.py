@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from medllm.safety import DISCLAIMER
 
 Item = Annotated[str, Field(min_length=1, max_length=200)]
+TopK = Annotated[int, Field(ge=1, le=50, description="length of the returned differential")]
+Sex = Literal["female", "male", "other", "unknown"]
+
+
+def patient_phrase(age: float | None, sex: str) -> str:
+    """'A 54-year-old male patient', or 'A male patient' when the age is not given."""
+    return f"A {age:g}-year-old {sex} patient" if age is not None else f"A {sex} patient"
 
 
 class Vitals(BaseModel):
@@ -27,16 +34,16 @@ class PatientCase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     age: float | None = Field(None, ge=0, le=130, description="years")
-    sex: Literal["female", "male", "other", "unknown"] = "unknown"
+    sex: Sex = "unknown"
     symptoms: list[Item] = Field(min_length=1, max_length=40, description="presenting symptoms and findings")
     history: list[Item] = Field(default_factory=list, max_length=40)
     medications: list[Item] = Field(default_factory=list, max_length=40)
     vitals: Vitals | None = None
     note: str = Field("", max_length=4000, description="free-text clinical note")
+    top_k: TopK = 5
 
     def vignette(self) -> str:
-        who = f"A {self.age:g}-year-old {self.sex} patient" if self.age is not None else f"A {self.sex} patient"
-        text = f"{who} presents with {', '.join(self.symptoms)}."
+        text = f"{patient_phrase(self.age, self.sex)} presents with {', '.join(self.symptoms)}."
         if self.history:
             text += f" History: {', '.join(self.history)}."
         if self.medications:
@@ -44,6 +51,66 @@ class PatientCase(BaseModel):
         if self.note:
             text += f" Note: {self.note}"
         return text
+
+
+class HpoFinding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^HP:[0-9]{7}$", description="an HPO term id, e.g. HP:0001250")
+    excluded: bool = Field(False, description="explicitly absent in the patient")
+
+
+class HpoCase(BaseModel):
+    """One patient as HPO terms (1–300), present or excluded, with optional age, sex and note."""
+
+    model_config = ConfigDict(extra="forbid")
+    hpo: list[HpoFinding] = Field(min_length=1, max_length=300)
+    age: float | None = Field(None, ge=0, le=130, description="years")
+    sex: Sex = "unknown"
+    note: str = Field("", max_length=4000, description="free-text clinical note (shown to the model only)")
+    top_k: TopK = 5
+
+
+class PhenopacketRequest(BaseModel):
+    """One patient as a GA4GH Phenopacket v2 JSON document, as is."""
+
+    model_config = ConfigDict(extra="forbid")
+    phenopacket: dict[str, Any] = Field(description="a Phenopacket v2 document (phenotypicFeatures, subject)")
+    top_k: TopK = 5
+
+
+def _shape(body: Any) -> str:
+    keys = body if isinstance(body, dict) else vars(body) if isinstance(body, BaseModel) else {}
+    return "hpo" if "hpo" in keys else "phenopacket" if "phenopacket" in keys else "patient"
+
+
+DiagnoseRequest = Annotated[
+    Annotated[PatientCase, Tag("patient")]
+    | Annotated[HpoCase, Tag("hpo")]
+    | Annotated[PhenopacketRequest, Tag("phenopacket")],
+    Discriminator(_shape),
+]
+
+
+class RecognisedFinding(BaseModel):
+    term_id: str = Field(description="the live HPO id")
+    label: str = Field(description="its HPO name")
+    excluded: bool = Field(description="true: explicitly absent; false: present")
+    input: str = Field(description="where it was read: hpo.0, phenopacket.phenotypicFeatures.2, symptoms.1, note")
+    text: str = Field(description="what was read there: the id as sent, or the words matched")
+    span: tuple[int, int] | None = Field(None, description="character offsets of text in that input string")
+    note: str | None = Field(None, description="e.g. an obsolete id mapped to its replacement")
+
+
+class TermEvidence(BaseModel):
+    patient_term: str
+    patient_label: str
+    disease_term: str = Field(description="the disease's annotated HPO term it matches")
+    disease_label: str
+    match: Literal["exact", "ancestor", "descendant"] = Field(
+        description="ancestor: the patient's finding is a kind of the annotated one; descendant: the reverse"
+    )
+    frequency: float | None = Field(description="annotated frequency in the disease; null when not given")
+    patient_excluded: bool = Field(description="true: the patient lacks a finding the disease has (against)")
 
 
 class Evidence(BaseModel):
@@ -65,15 +132,29 @@ class Diagnosis(BaseModel):
     disease_id: str
     icd10: str | None
     confidence: float = Field(
-        description="share of the retrieval score among the candidates; not a calibrated probability"
+        description="phenotype ranking: softmax of the ranker's scores over every ranked disease "
+        "(phenotype.confidence_temperature); patient fields: share of the retrieval score among the candidates. "
+        "Neither is a calibrated probability yet"
     )
+    score: float | None = Field(None, description="the phenotype ranker's score (null for the patient fields)")
     rationale: str
-    evidence: list[Evidence]
+    evidence: list[Evidence] = Field(default_factory=list, description="patient fields: text matches")
+    term_evidence: list[TermEvidence] = Field(default_factory=list, description="HPO shapes: term matches")
 
 
 class DiagnoseResponse(BaseModel):
     request_id: str
+    ranking: Literal["retrieval", "phenotype"] = Field(
+        description="retrieval: candidates retrieved for the patient fields, ordered by the model; "
+        "phenotype: every disease of the HPO knowledge base ranked from the findings"
+    )
+    findings: list[RecognisedFinding] = Field(description="the HPO findings read from the request")
+    age: float | None
+    sex: Sex
     differential: list[Diagnosis]
+    low_confidence: bool = Field(False, description="the top score is below phenotype.low_confidence_below")
+    notes: list[str] = Field(default_factory=list, description="lines for the clinician about this answer")
+    rationale: str | None = Field(None, description="phenotype ranking: the model's text (it does not rank)")
     red_flags: list[dict]
     urgent_care: str | None
     next_steps: list[str]

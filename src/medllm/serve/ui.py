@@ -2,8 +2,9 @@
 
 The page calls the API over HTTP (never the model directly), so the UI and
 the API can run on different hosts: ``medllm ui --api-url http://host:8000``.
-It shows the ranked differential with confidence bars and expandable
-evidence, red flags first, next steps and the disclaimer, and streams
+It shows the HPO findings the API read from the form (a table: term,
+present or excluded, where), the ranked differential with confidence bars
+and expandable evidence, red flags first, next steps and the disclaimer, and streams
 answers to follow-up questions, keeping the session's history.
 """
 
@@ -130,24 +131,57 @@ def _patient_form() -> dict | None:
     return build_case(age, sex, symptoms, history, medications, vitals, note) if submitted else None
 
 
+def findings_rows(findings: list[dict]) -> list[dict]:
+    """The recognised-findings table: one row per HPO term read from the request."""
+    return [
+        {
+            "HPO term": f["term_id"],
+            "label": f["label"],
+            "status": "excluded" if f["excluded"] else "present",
+            "read from": f["input"],
+            "text": f["text"],
+            "note": f.get("note") or "",
+        }
+        for f in findings
+    ]
+
+
+def _evidence_lines(d: dict) -> list[str]:
+    lines = [
+        f"- patient: *{e['patient_finding']}* ↔ {e['finding']} (`{e['source_id']}`, similarity {e['similarity']:.2f})"
+        for e in d["evidence"]
+    ]
+    for e in d.get("term_evidence", []):
+        frequency = f"frequency {e['frequency']:.2f}" if e["frequency"] is not None else "frequency not given"
+        side = "patient lacks" if e["patient_excluded"] else "patient"
+        lines.append(f"- {side}: *{e['patient_label']}* ↔ {e['disease_label']} ({e['match']}, {frequency})")
+    return lines
+
+
 def _show_result(result: dict) -> None:
-    """Red flags first, then the differential (table and evidence), similar cases, next steps, disclaimer."""
+    """Red flags first, then the findings read, the differential (table and evidence), similar cases, next steps."""
     import streamlit as st
 
     for flag in result["red_flags"]:
         st.error(f"RED FLAG — {flag['message']}")
     if result["urgent_care"]:
         st.error(result["urgent_care"])
+    for note in result.get("notes", []):
+        st.warning(note)
+    st.subheader("Findings recognised (HPO)")
+    if result.get("findings"):
+        st.table(findings_rows(result["findings"]))
+    else:
+        st.caption("No HPO findings recognised in the symptoms or the note.")
     st.subheader("Differential diagnosis (most likely first)")
     _differential_table(result["differential"])
+    if result.get("rationale"):
+        st.write(result["rationale"])
     for d in result["differential"]:
         with st.expander(f"{d['rank']}. {d['name']} — evidence"):
             st.write(d["rationale"])
-            for e in d["evidence"]:
-                st.markdown(
-                    f"- patient: *{e['patient_finding']}* ↔ {e['finding']} "
-                    f"(`{e['source_id']}`, similarity {e['similarity']:.2f})"
-                )
+            for line in _evidence_lines(d):
+                st.markdown(line)
     if result["similar_cases"]:
         st.subheader("Similar published cases")
         for c in result["similar_cases"]:

@@ -1,8 +1,14 @@
-"""``POST /v1/diagnose``: the differential, its red flags, and 4xx answers naming the problem."""
+"""``POST /v1/diagnose``: the differential, its red flags, the findings read, and 4xx answers naming the problem."""
 
+import math
+
+import numpy as np
 import pytest
 
-from conftest import CASE
+from conftest import CASE, write_hpo
+from medllm.phenotype.kb import build_knowledge_base
+from medllm.phenotype.phenomizer import PhenomizerRanker
+from medllm.serve.backends import OllamaEngine
 
 
 def test_diagnose_returns_a_ranked_differential_with_evidence(make_client):
@@ -44,3 +50,204 @@ def test_bad_input_is_a_4xx_naming_the_problem(make_client, payload, status, wor
     assert response.status_code == status
     assert words in response.json()["detail"]
     assert client.get("/healthz").status_code == 200
+
+
+# The HPO shapes, over the tiny hand-made HPO of tests/conftest.py (ranked by Phenomizer's query mode, the default):
+# IC over the 4 ranked diseases (OMIM:1 A1+B1, OMIM:2 A2, OMIM:3 B, ORPHA:9 A1): A1 ln 2, B1 ln 4, B ln 2, A ln 4/3.
+A, A1, B, B1 = "HP:0000002", "HP:0000003", "HP:0000005", "HP:0000006"
+
+
+def hpo_body(*terms, **extra):
+    return {"hpo": [{"id": t.lstrip("-"), "excluded": t.startswith("-")} for t in terms], **extra}
+
+
+def phenopacket(features, **subject):
+    """A Phenopacket v2 document as phenopacket-store writes them."""
+    return {
+        "id": "PMID_1_patient_1",
+        "subject": {"id": "patient 1", **subject},
+        "phenotypicFeatures": features,
+        "interpretations": [
+            {"id": "x", "progressStatus": "SOLVED", "diagnosis": {"disease": {"id": "OMIM:1", "label": "Disease one"}}}
+        ],
+        "metaData": {"created": "2024-01-01T00:00:00Z", "phenopacketSchemaVersion": "2.0"},
+    }
+
+
+def test_hpo_terms_rank_every_disease_with_softmax_confidence_and_term_evidence(make_client):
+    response = make_client().post("/v1/diagnose", json=hpo_body(A1, B1, top_k=50))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ranking"] == "phenotype" and body["low_confidence"] is False and body["notes"] == []
+    # OMIM:1 (A1 and B1 exact) first; OMIM:3 and ORPHA:9 tie at ln 2 / 2 (by id); OMIM:2 last (A: ln 4/3, over 2)
+    assert [d["disease_id"] for d in body["differential"]] == ["OMIM:1", "OMIM:3", "ORPHA:9", "OMIM:2"]
+    scores = [d["score"] for d in body["differential"]]
+    assert scores == pytest.approx([1.5 * math.log(2), math.log(2) / 2, math.log(2) / 2, math.log(4 / 3) / 2], abs=1e-4)
+    expected = np.exp(scores) / np.exp(scores).sum()
+    assert [d["confidence"] for d in body["differential"]] == pytest.approx(expected, abs=1e-4)
+    top, omim3 = body["differential"][0], body["differential"][1]
+    assert [(e["patient_term"], e["disease_term"], e["match"], e["frequency"]) for e in top["term_evidence"]] == [
+        (A1, A1, "exact", 0.5),
+        (B1, B1, "exact", 1.0),
+    ]
+    # B1 is a kind of OMIM:3's annotated B, whose frequency the annotation does not give
+    assert [(e["patient_term"], e["disease_term"], e["match"], e["frequency"]) for e in omim3["term_evidence"]] == [
+        (B1, B, "ancestor", None)
+    ]
+    assert [(f["term_id"], f["label"], f["excluded"], f["input"]) for f in body["findings"]] == [
+        (A1, "A1", False, "hpo.0.id"),
+        (B1, "B1", False, "hpo.1.id"),
+    ]
+    assert body["rationale"] is not None and body["completion_tokens"] > 0
+    assert body["next_steps"][0].startswith("Consider referral to clinical genetics to evaluate Disease one")
+
+
+def test_a_general_finding_matches_the_more_specific_annotation(make_client):
+    body = make_client().post("/v1/diagnose", json=hpo_body(A, top_k=50)).json()
+    omim1 = next(d for d in body["differential"] if d["disease_id"] == "OMIM:1")
+    assert [(e["disease_term"], e["match"], e["frequency"]) for e in omim1["term_evidence"]] == [
+        (A1, "descendant", 0.5)
+    ]
+
+
+def test_the_temperature_sharpens_the_confidences(make_client):
+    def confidences(**phenotype):
+        body = make_client(phenotype=phenotype).post("/v1/diagnose", json=hpo_body(A1, B1, top_k=2)).json()
+        return [d["confidence"] for d in body["differential"]]
+
+    one, half = confidences(), confidences(confidence_temperature=0.5)
+    assert one[0] / one[1] == pytest.approx(math.exp(math.log(2)), rel=1e-3)  # exp(1.5 ln 2 - ln 2 / 2)
+    assert half[0] / half[1] == pytest.approx(4, rel=1e-3) and half[0] > one[0]
+
+
+@pytest.mark.parametrize("top_k, length", [(1, 1), (3, 3), (50, 4)])
+def test_top_k_is_the_length_of_the_differential(make_client, top_k, length):
+    body = make_client().post("/v1/diagnose", json=hpo_body(A1, top_k=top_k)).json()
+    assert [d["rank"] for d in body["differential"]] == list(range(1, length + 1))
+
+
+def test_top_k_applies_to_the_patient_fields_too(make_client):
+    client = make_client()
+    assert len(client.post("/v1/diagnose", json={**CASE, "top_k": 2}).json()["differential"]) == 2
+    for bad in (0, 51):
+        response = client.post("/v1/diagnose", json=hpo_body(A1, top_k=bad))
+        assert response.status_code == 422 and "top_k" in response.json()["detail"]
+
+
+def test_a_phenopacket_is_read_as_is(make_client):
+    features = [
+        {"type": {"id": A1, "label": "A1"}},
+        {"type": {"id": B1, "label": "B1"}, "excluded": True},
+        {"type": {"id": A1, "label": "A1"}, "onset": {"age": {"iso8601duration": "P1Y"}}},
+    ]
+    doc = phenopacket(features, sex="FEMALE", timeAtLastEncounter={"age": {"iso8601duration": "P3Y6M"}})
+    response = make_client().post("/v1/diagnose", json={"phenopacket": doc, "top_k": 3})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["sex"] == "female" and body["age"] == pytest.approx(3.5)
+    assert [(f["term_id"], f["excluded"], f["input"]) for f in body["findings"]] == [
+        (A1, False, "phenopacket.phenotypicFeatures.0.type.id"),
+        (B1, True, "phenopacket.phenotypicFeatures.1.type.id"),
+    ]
+    top = body["differential"][0]
+    assert top["disease_id"] == "OMIM:1" and len(body["differential"]) == 3
+    # the patient lacks B1, which OMIM:1 has in every case: evidence against
+    assert [(e["patient_term"], e["patient_excluded"], e["frequency"]) for e in top["term_evidence"]] == [
+        (A1, False, 0.5),
+        (B1, True, 1.0),
+    ]
+    assert "lacks 1 finding" in top["rationale"]
+
+
+def test_excluded_findings_reach_the_ranker_when_configured(make_client):
+    def omim1_score(**phenotype):
+        client = make_client(phenotype={"ranker": "lirical", **phenotype})
+        body = client.post("/v1/diagnose", json=hpo_body(A1, "-" + B1, top_k=50)).json()
+        return next(d["score"] for d in body["differential"] if d["disease_id"] == "OMIM:1")
+
+    # LIRICAL: B1 excluded in a disease that always has it: LR 0.01 / (1 - 1/4)
+    assert omim1_score() - omim1_score(use_excluded=False) == pytest.approx(math.log(0.01 / 0.75), abs=1e-3)
+
+
+def test_an_obsolete_id_is_mapped_and_said_so(make_client):
+    body = make_client().post("/v1/diagnose", json=hpo_body("HP:0000007")).json()
+    (finding,) = body["findings"]
+    assert finding["term_id"] == A1 and finding["text"] == "HP:0000007"
+    assert "HP:0000007" in finding["note"] and "obsolete" in finding["note"]
+    assert body["differential"][0]["disease_id"] == "OMIM:1"
+
+
+def test_low_confidence_is_flagged_with_a_line_for_the_clinician(make_client):
+    body = make_client(phenotype={"low_confidence_below": 5.0}).post("/v1/diagnose", json=hpo_body(A1, B1)).json()
+    assert body["low_confidence"] is True and body["differential"]
+    assert any("Low confidence" in note and "below 5" in note for note in body["notes"])
+    assert (
+        make_client(phenotype={"low_confidence_below": 1.0})
+        .post("/v1/diagnose", json=hpo_body(A1, B1))
+        .json()["low_confidence"]
+        is False
+    )
+
+
+def test_findings_that_single_out_no_disease_are_low_confidence(make_client):
+    body = make_client().post("/v1/diagnose", json=hpo_body("HP:0000118")).json()  # Phenotypic abnormality itself
+    assert body["low_confidence"] is True and "every disease scores the same" in body["notes"][0]
+
+
+def test_the_ranking_returns_when_the_model_is_unavailable(make_client):
+    client = make_client(engine=OllamaEngine("http://127.0.0.1:9", "medllm", max_new_tokens=6, timeout_s=5))
+    response = client.post("/v1/diagnose", json=hpo_body(A1, B1))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["differential"][0]["disease_id"] == "OMIM:1" and body["rationale"] is None
+    assert any("model is unavailable" in note for note in body["notes"])
+    assert client.post("/v1/diagnose", json=CASE).status_code == 502  # the patient fields need the model
+
+
+def test_red_flags_come_from_the_findings_labels(make_client, tmp_path):
+    folder = write_hpo(tmp_path / "hpo")
+    with open(folder / "hp.obo", "a", encoding="utf-8") as fh:
+        for term, name in (("HP:0100749", "Chest pain"), ("HP:0000975", "Diaphoresis")):
+            fh.write(f"\n[Term]\nid: {term}\nname: {name}\nis_a: HP:0000118 ! Phenotypic abnormality\n")
+    with open(folder / "phenotype.hpoa", "a", encoding="utf-8") as fh:
+        fh.write("\t".join(["OMIM:4", "Disease four", "", "HP:0100749", "PMID:1", "PCS", "", "", "", "", "P", "x"]))
+    ranker = PhenomizerRanker(build_knowledge_base(folder), ("OMIM:",), mode="query")
+    client = make_client(ranker=ranker)
+    body = client.post("/v1/diagnose", json=hpo_body("HP:0100749", "HP:0000975")).json()
+    assert body["red_flags"][0]["rule"] == "acute_coronary_syndrome" and body["next_steps"][0] == body["urgent_care"]
+    excluded = client.post("/v1/diagnose", json=hpo_body("HP:0100749", "-HP:0000975")).json()
+    assert excluded["red_flags"] == [] and excluded["urgent_care"] is None
+
+
+def test_the_patient_fields_list_the_findings_recognised_in_them(make_client):
+    body = make_client().post("/v1/diagnose", json={**CASE, "symptoms": ["A1", "no B1"], "note": "Also has A2."}).json()
+    assert body["ranking"] == "retrieval" and len(body["differential"]) == 5
+    assert [(f["term_id"], f["excluded"], f["input"], f["text"], f["span"]) for f in body["findings"]] == [
+        (A1, False, "symptoms.0", "A1", [0, 2]),
+        (B1, True, "symptoms.1", "B1", [3, 5]),
+        ("HP:0000004", False, "note", "A2", [9, 11]),
+    ]
+
+
+@pytest.mark.parametrize(
+    "payload, words",
+    [
+        ({"hpo": []}, "hpo"),
+        (hpo_body(A1, "HP:9999999"), "hpo.1.id: unknown HPO id HP:9999999"),
+        (hpo_body("HP:123"), "hpo.0.id"),
+        (hpo_body("-" + A1), "hpo: every finding is excluded"),
+        (hpo_body(A1, unknown=1), "unknown"),
+        ({"phenopacket": phenopacket([])}, "no phenotypic features"),
+        ({"phenopacket": {**phenopacket([]), "phenotypicFeatures": None}}, "no phenotypic features"),
+        ({"phenopacket": {"subject": {}}}, "not a phenopacket"),
+        ({"phenopacket": phenopacket([{"type": {"label": "A1"}}])}, "phenotypic feature without a type id"),
+        ({"phenopacket": phenopacket(["HP:0000003"])}, "phenopacket"),
+        ({"phenopacket": phenopacket([{"type": {"id": "HP:9999998"}}])}, "phenotypicFeatures.0.type.id: unknown"),
+        ({"phenopacket": "HP:0000003"}, "phenopacket"),
+    ],
+)
+def test_bad_findings_are_a_422_naming_the_field_or_the_id(make_client, payload, words):
+    client = make_client()
+    response = client.post("/v1/diagnose", json=payload)
+    assert response.status_code == 422, response.text
+    assert words in response.json()["detail"]
