@@ -71,10 +71,16 @@ def rank_case(
 def load_ranker(cfg: PhenotypeConfig, kb: KnowledgeBase | None = None) -> Ranker:
     """The configured ranker over the (cached) knowledge base."""
     from medllm.phenotype.lirical import LiricalRanker
-    from medllm.phenotype.phenomizer import PhenomizerRanker
+    from medllm.phenotype.phenomizer import PhenomizerParams, PhenomizerRanker
 
     kb = kb if kb is not None else load_knowledge_base()
     prefixes = tuple(cfg.prefixes)
     if cfg.ranker == "lirical":
         return LiricalRanker(kb, prefixes)
-    return PhenomizerRanker(kb, prefixes, mode=cfg.phenomizer_mode)
+    params = PhenomizerParams(
+        frequency_weight=cfg.phenomizer_frequency_weight,
+        size_penalty=cfg.phenomizer_size_penalty,
+        excluded_match_gain=cfg.excluded_match_gain,
+        excluded_penalty=cfg.excluded_penalty,
+    )
+    return PhenomizerRanker(kb, prefixes, mode=cfg.phenomizer_mode, params=params)
