@@ -57,13 +57,15 @@ from collections import defaultdict
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from medllm.config import PhenotypeConfig
 from medllm.data.phenopackets import load_phenopackets, split_by_disease
 from medllm.io import atomic_write_json
 from medllm.markdown import table
 from medllm.phenotype.evaluate import evaluate_cases, summarise
 from medllm.phenotype.kb import build_knowledge_base, load_knowledge_base
 from medllm.phenotype.lirical import LiricalParams, LiricalRanker
-from medllm.phenotype.phenomizer import MODES, PhenomizerRanker
+from medllm.phenotype.phenomizer import MODES, PhenomizerParams, PhenomizerRanker
+from medllm.phenotype.rank import load_ranker, phenomizer_params
 
 SAMPLE = Path("/work/shared/phenopackets/phenopacket-store-dev.zip")
 # A first grid (default_frequency 1/0.5, false_negative 0.01/0.1, excluded_match_lr 1000/1) favoured 0.5, 0.1
@@ -73,6 +75,16 @@ LIRICAL_GRID = {
     "false_negative": (0.1, 0.3, 0.6),
     "no_match_lr": (0.01, 0.1),
     "excluded_match_lr": (1000.0,),
+}
+# Single changes tried on dev before this grid, each worse than its neighbour here: an excluded-finding penalty
+# of 0.1-1 (only frequencies over 0.7 or 0.9 penalised: worse too), a frequency weight of 0.5, a size penalty of
+# 0.5, 0.1-0.6 of a LIRICAL z-score fused in, a female x X-linked-recessive prior, IC counted over OMIM+ORPHA.
+PHENOMIZER_GRID = {
+    "mode": MODES,
+    "frequency_weight": (0.0, 0.2, 0.4),
+    "size_penalty": (0.0, 0.2, 0.3),
+    "excluded_match_gain": (0.0, 0.3, 1.0),
+    "excluded_penalty": (0.0, 0.05),
 }
 
 
@@ -87,20 +99,28 @@ def per_disease(cases, k: int) -> list:
     return kept
 
 
-def tune(kb, dev_cases, prefixes) -> tuple[LiricalParams, str, list[dict]]:
-    """The LIRICAL parameters and Phenomizer mode with the best dev MRR."""
+def tune_lirical(kb, dev_cases, prefixes) -> tuple[LiricalParams, list[dict]]:
+    """The LIRICAL parameters with the best dev MRR (excluded findings used)."""
     trials = []
     for values in itertools.product(*LIRICAL_GRID.values()):
         params = replace(LiricalParams(), **dict(zip(LIRICAL_GRID, values)))
         result = summarise(evaluate_cases(LiricalRanker(kb, prefixes, params), dev_cases), n_boot=0)
         trials.append({"ranker": "lirical", **asdict(params), "mrr": result["mrr"], "top1": result["top1"]})
-    for mode in MODES:
-        result = summarise(evaluate_cases(PhenomizerRanker(kb, prefixes, mode), dev_cases), n_boot=0)
-        trials.append({"ranker": "phenomizer", "mode": mode, "mrr": result["mrr"], "top1": result["top1"]})
-    best_lirical = max((t for t in trials if t["ranker"] == "lirical"), key=lambda t: t["mrr"])
-    best_mode = max((t for t in trials if t["ranker"] == "phenomizer"), key=lambda t: t["mrr"])["mode"]
-    params = LiricalParams(**{k: best_lirical[k] for k in asdict(LiricalParams())})
-    return params, best_mode, trials
+    best = max(trials, key=lambda t: t["mrr"])
+    return LiricalParams(**{k: best[k] for k in asdict(LiricalParams())}), trials
+
+
+def tune_phenomizer(kb, dev_cases, prefixes) -> tuple[str, PhenomizerParams, list[dict]]:
+    """The Phenomizer mode and corrections with the best dev MRR (excluded findings used)."""
+    trials = []
+    for values in itertools.product(*PHENOMIZER_GRID.values()):
+        mode, *rest = values
+        params = PhenomizerParams(**dict(zip(list(PHENOMIZER_GRID)[1:], rest)))
+        result = summarise(evaluate_cases(PhenomizerRanker(kb, prefixes, mode, params), dev_cases), n_boot=0)
+        scores = {"mrr": result["mrr"], "top1": result["top1"]}
+        trials.append({"ranker": "phenomizer", "mode": mode, **asdict(params), **scores})
+    best = max(trials, key=lambda t: t["mrr"])
+    return best["mode"], PhenomizerParams(**{k: best[k] for k in asdict(PhenomizerParams())}), trials
 
 
 def pct(summary: dict, name: str) -> str:
@@ -118,16 +138,33 @@ def print_part(part: str, rows: dict[str, dict]) -> None:
     print("\n".join(table(header, body)))
 
 
-def main() -> None:
+def setups(kb, prefixes, lirical: LiricalParams, mode: str, params: PhenomizerParams) -> dict:
+    """The compared rankers: name -> (ranker, whether the excluded findings are passed)."""
+    default = PhenotypeConfig()
+    return {
+        "LIRICAL-style, with excluded": (LiricalRanker(kb, prefixes, lirical), True),
+        "LIRICAL-style, observed only": (LiricalRanker(kb, prefixes, lirical), False),
+        "Phenomizer-style (query), plain Resnik, observed only": (PhenomizerRanker(kb, prefixes, "query"), False),
+        f"Phenomizer-style ({mode}), corrections, with excluded": (PhenomizerRanker(kb, prefixes, mode, params), True),
+        f"default config ({'+'.join(default.prefixes)} ranked)": (load_ranker(default, kb), default.use_excluded),
+    }
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sample", type=Path, default=SAMPLE)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-tune", action="store_true", help="use LIRICAL's published constants and funSimAvg")
+    parser.add_argument("--no-tune", action="store_true", help="LIRICAL's published constants; the config's Phenomizer")
     parser.add_argument("--tune-per-disease", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="at most this many cases per part (a quick look)")
+    parser.add_argument("--parts", nargs="+", choices=("dev", "validation"), default=["dev", "validation"])
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/phenopacket_ranking.json"))
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     prefixes = ("OMIM:",)
 
     started = time.perf_counter()
@@ -145,21 +182,23 @@ def main() -> None:
     sizes = ", ".join(f"{k} {len(v)}" for k, v in parts.items())
     print(f"cases: {len(loaded)} loaded, {len(loaded.skipped)} skipped; {sizes}")
 
-    params, mode, trials = LiricalParams(), "funsimavg", []
+    default = PhenotypeConfig()
+    lirical, trials = LiricalParams(), []
+    mode, params = default.phenomizer_mode, phenomizer_params(default)
     if not args.no_tune:
-        params, mode, trials = tune(kb, per_disease(parts["dev"], args.tune_per_disease), prefixes)
-        print(f"tuned on dev: {params}, phenomizer mode {mode}")
-    setups = {
-        "LIRICAL-style, with excluded": (LiricalRanker(kb, prefixes, params), True),
-        "LIRICAL-style, observed only": (LiricalRanker(kb, prefixes, params), False),
-        f"Phenomizer-style ({mode}), observed only": (PhenomizerRanker(kb, prefixes, mode), False),
-    }
+        tuning = per_disease(parts["dev"], args.tune_per_disease)
+        lirical, lirical_trials = tune_lirical(kb, tuning, prefixes)
+        mode, params, phenomizer_trials = tune_phenomizer(kb, tuning, prefixes)
+        trials = lirical_trials + phenomizer_trials
+        print(f"tuned on dev: {lirical}; phenomizer {mode} {params}")
     report = {"platform": platform.platform(), "release": kb.release, "build_s": build_s, "load_s": load_s}
-    report |= {"params": asdict(params), "phenomizer_mode": mode, "tuning": trials, "parts": {}}
-    for part in ("dev", "validation"):
+    report |= {"params": asdict(lirical), "phenomizer_mode": mode, "phenomizer_params": asdict(params)}
+    report |= {"tuning": trials, "parts": {}}
+    compared = setups(kb, prefixes, lirical, mode, params)
+    for part in args.parts:
         cases = parts[part][: args.limit] if args.limit else parts[part]
         rows = {}
-        for name, (ranker, use_excluded) in setups.items():
+        for name, (ranker, use_excluded) in compared.items():
             rows[name] = summarise(evaluate_cases(ranker, cases, use_excluded), args.bootstrap, args.seed)
         print_part(part, rows)
         report["parts"][part] = rows

@@ -71,16 +71,22 @@ def rank_case(
 def load_ranker(cfg: PhenotypeConfig, kb: KnowledgeBase | None = None) -> Ranker:
     """The configured ranker over the (cached) knowledge base."""
     from medllm.phenotype.lirical import LiricalRanker
-    from medllm.phenotype.phenomizer import PhenomizerParams, PhenomizerRanker
+    from medllm.phenotype.phenomizer import PhenomizerRanker
 
     kb = kb if kb is not None else load_knowledge_base()
     prefixes = tuple(cfg.prefixes)
     if cfg.ranker == "lirical":
         return LiricalRanker(kb, prefixes)
-    params = PhenomizerParams(
+    return PhenomizerRanker(kb, prefixes, mode=cfg.phenomizer_mode, params=phenomizer_params(cfg))
+
+
+def phenomizer_params(cfg: PhenotypeConfig):
+    """The Phenomizer corrections the config asks for."""
+    from medllm.phenotype.phenomizer import PhenomizerParams
+
+    return PhenomizerParams(
         frequency_weight=cfg.phenomizer_frequency_weight,
         size_penalty=cfg.phenomizer_size_penalty,
         excluded_match_gain=cfg.excluded_match_gain,
         excluded_penalty=cfg.excluded_penalty,
     )
-    return PhenomizerRanker(kb, prefixes, mode=cfg.phenomizer_mode, params=params)
