@@ -138,7 +138,13 @@ class PhenotypeConfig(_Section):
 
     ranker: Literal["lirical", "phenomizer"] = "phenomizer"
     phenomizer_mode: Literal["query", "funsimavg"] = "query"
-    use_excluded: bool = True  # excluded findings count as absent (LIRICAL); Phenomizer has no use for them
+    # Phenomizer corrections (medllm.phenotype.phenomizer.PhenomizerParams), chosen on the phenopacket dev part
+    # by benchmarks/phenopacket_ranking.py; all 0 is the plain Resnik score.
+    phenomizer_frequency_weight: float = Field(0.2, ge=0, le=1)
+    phenomizer_size_penalty: float = Field(0.2, ge=0)
+    excluded_match_gain: float = Field(0.3, ge=0)  # an excluded finding the disease is annotated NOT to
+    excluded_penalty: float = Field(0.0, ge=0)  # an excluded finding the disease has (Phenomizer)
+    use_excluded: bool = True  # excluded findings count as absent (both rankers)
     prefixes: list[Literal["OMIM:", "ORPHA:"]] = ["OMIM:", "ORPHA:"]
     low_confidence_below: float | None = None  # top score under which a differential is flagged (fit on validation)
     # softmax temperature turning the ranker's scores into the differential's confidences (1.0 until fitted)

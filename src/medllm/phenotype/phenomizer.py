@@ -5,36 +5,79 @@
 scores a disease by the mean over the case's terms of the best match among
 the disease's terms (Phenomizer's asymmetric score); ``funsimavg`` averages that
 with the mean over the disease's terms of their best match in the case
-(pyhpo's ``funSimAvg``). Excluded terms are not used.
+(pyhpo's ``funSimAvg``).
+
+:class:`PhenomizerParams` adds three optional corrections (all off by default,
+which is the plain Resnik score): a match through a common ancestor ``c`` is
+weighted by how often the disease has ``c`` (``1 - w + w * f``, ``f`` the
+largest frequency among the disease's terms at or below ``c``), so a finding
+seen in 5% of patients explains less than an obligate one; diseases lose
+``size_penalty * log(#annotations)``, since a long profile matches any case's
+terms by chance more often; and each excluded term ``x`` moves a disease by
+``IC(x) / #observed``: up by ``excluded_match_gain`` when the disease is
+annotated ``NOT x``, down by ``excluded_penalty * f(x)`` when it has ``x``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from medllm.errors import MedllmError
 from medllm.phenotype.kb import KnowledgeBase
-from medllm.phenotype.matrices import pattern, row, select_diseases
+from medllm.phenotype.matrices import column, pattern, propagate_max, row, select_diseases
 
 MODES = ("query", "funsimavg")
+
+
+@dataclass(frozen=True)
+class PhenomizerParams:
+    frequency_weight: float = 0.0  # w: a match counts IC * (1 - w + w * frequency); 0 ignores frequencies
+    default_frequency: float = 0.5  # for annotations without a frequency, when frequency_weight > 0
+    size_penalty: float = 0.0  # subtracted times log(number of the disease's phenotype annotations)
+    excluded_match_gain: float = 0.0  # per excluded term the disease is annotated NOT to, times IC / #observed
+    excluded_penalty: float = 0.0  # per excluded term the disease has, times IC * frequency / #observed
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.frequency_weight <= 1.0:
+            raise MedllmError(f"phenomizer frequency_weight must be in [0, 1], got {self.frequency_weight}")
+        if not 0.0 < self.default_frequency <= 1.0:
+            raise MedllmError(f"phenomizer default_frequency must be in (0, 1], got {self.default_frequency}")
+        for name in ("size_penalty", "excluded_match_gain", "excluded_penalty"):
+            if getattr(self, name) < 0:
+                raise MedllmError(f"phenomizer {name} must be >= 0, got {getattr(self, name)}")
 
 
 class PhenomizerRanker:
     name = "phenomizer"
 
-    def __init__(self, kb: KnowledgeBase, prefixes: tuple[str, ...] | None = ("OMIM:",), mode: str = "funsimavg"):
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        prefixes: tuple[str, ...] | None = ("OMIM:",),
+        mode: str = "funsimavg",
+        params: PhenomizerParams = PhenomizerParams(),
+    ):
         if mode not in MODES:
             raise MedllmError(f"phenomizer mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self.kb, self.mode = kb, mode
+        self.kb, self.mode, self.params = kb, mode, params
         self.rows = select_diseases(kb, prefixes)
-        direct = pattern(kb.frequency[self.rows])
-        induced = pattern(direct @ kb.closure)
-        counts = np.asarray(induced.sum(axis=0)).ravel()
+        freq = kb.frequency[self.rows].tocsr()
+        freq.data = np.where(np.isnan(freq.data), params.default_frequency, freq.data)
+        direct = pattern(freq)
+        induced = propagate_max(freq, kb.closure)  # [d, t]: the largest frequency of d's terms at or below t
+        counts = np.asarray(induced.getnnz(axis=0)).ravel()
         with np.errstate(divide="ignore"):
             self.ic = np.where(counts > 0, -np.log(counts / len(self.rows)), 0.0)
-        self.induced_ic = induced.multiply(self.ic).tocsc()
+        self.propagated = induced.tocsc()
+        weight = induced.copy()
+        weight.data = 1.0 - params.frequency_weight + params.frequency_weight * weight.data
+        self.induced_ic = weight.multiply(self.ic).tocsc()
         self.direct = direct
         self.n_direct = np.maximum(np.asarray(direct.sum(axis=1)).ravel(), 1)
+        self.prior = -params.size_penalty * np.log(self.n_direct)
+        self.absent = pattern(kb.absent[self.rows]).tocsc()
         self.closure_csc = kb.closure.tocsc()
 
     @property
@@ -42,7 +85,7 @@ class PhenomizerRanker:
         return self.kb.disease_ids[self.rows]
 
     def _case_to_disease(self, observed: np.ndarray, union: np.ndarray) -> np.ndarray:
-        """Mean over case terms of the best Resnik match among each disease's terms."""
+        """Mean over case terms of the best (frequency-weighted) Resnik match among each disease's terms."""
         block = self.induced_ic[:, union].toarray()
         where = {t: i for i, t in enumerate(union)}
         total = np.zeros(len(self.rows))
@@ -57,13 +100,23 @@ class PhenomizerRanker:
         best = np.asarray(best.toarray()).ravel()
         return np.asarray(self.direct @ best).ravel() / self.n_direct
 
+    def excluded_shift(self, excluded: np.ndarray, n_observed: int) -> np.ndarray:
+        """What the excluded terms add to each disease's score (zero unless the params weigh them)."""
+        p, shift = self.params, np.zeros(len(self.rows))
+        for term in excluded:
+            if p.excluded_match_gain:
+                shift += p.excluded_match_gain * self.ic[term] * (column(self.absent, term) > 0)
+            if p.excluded_penalty:
+                shift -= p.excluded_penalty * self.ic[term] * column(self.propagated, term)
+        return shift / max(n_observed, 1)
+
     def score(self, observed: np.ndarray, excluded: np.ndarray = ()) -> np.ndarray:
-        """Similarity of the case's observed terms to every ranked disease (``excluded`` is ignored)."""
+        """Similarity of the case's terms to every ranked disease, with the corrections the params switch on."""
         observed = np.asarray(observed, dtype=np.int64)
         if not len(observed):
             return np.zeros(len(self.rows))
         union = np.unique(self.kb.closure[observed].indices)
-        forward = self._case_to_disease(observed, union)
-        if self.mode == "query":
-            return forward
-        return (forward + self._disease_to_case(union)) / 2
+        total = self._case_to_disease(observed, union)
+        if self.mode == "funsimavg":
+            total = (total + self._disease_to_case(union)) / 2
+        return total + self.prior + self.excluded_shift(np.asarray(excluded, dtype=np.int64), len(observed))

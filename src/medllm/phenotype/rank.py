@@ -77,4 +77,16 @@ def load_ranker(cfg: PhenotypeConfig, kb: KnowledgeBase | None = None) -> Ranker
     prefixes = tuple(cfg.prefixes)
     if cfg.ranker == "lirical":
         return LiricalRanker(kb, prefixes)
-    return PhenomizerRanker(kb, prefixes, mode=cfg.phenomizer_mode)
+    return PhenomizerRanker(kb, prefixes, mode=cfg.phenomizer_mode, params=phenomizer_params(cfg))
+
+
+def phenomizer_params(cfg: PhenotypeConfig):
+    """The Phenomizer corrections the config asks for."""
+    from medllm.phenotype.phenomizer import PhenomizerParams
+
+    return PhenomizerParams(
+        frequency_weight=cfg.phenomizer_frequency_weight,
+        size_penalty=cfg.phenomizer_size_penalty,
+        excluded_match_gain=cfg.excluded_match_gain,
+        excluded_penalty=cfg.excluded_penalty,
+    )
