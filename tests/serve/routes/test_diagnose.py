@@ -57,6 +57,19 @@ def test_bad_input_is_a_4xx_naming_the_problem(make_client, payload, status, wor
 A, A1, B, B1 = "HP:0000002", "HP:0000003", "HP:0000005", "HP:0000006"
 
 
+# The hand-worked scores in this file are plain Resnik (query mode); the default's frequency weight, size penalty and
+# NOT-annotation gain have their own hand-worked tests in tests/phenotype/test_phenomizer_params.py.
+PLAIN_RESNIK = {"phenomizer_frequency_weight": 0.0, "phenomizer_size_penalty": 0.0, "excluded_match_gain": 0.0}
+
+
+@pytest.fixture
+def make_client(make_client):
+    def make(phenotype=None, **kwargs):
+        return make_client(phenotype={**PLAIN_RESNIK, **(phenotype or {})}, **kwargs)
+
+    return make
+
+
 def hpo_body(*terms, **extra):
     return {"hpo": [{"id": t.lstrip("-"), "excluded": t.startswith("-")} for t in terms], **extra}
 
