@@ -58,7 +58,11 @@ def main() -> None:
     with zipfile.ZipFile(args.source) as source, zipfile.ZipFile(args.out, "w") as out:
         for case in chosen:
             # a fixed timestamp, so the same choice writes the same bytes
-            out.writestr(zipfile.ZipInfo(case.file, date_time=(2026, 6, 25, 0, 0, 0)), source.read(case.file), zipfile.ZIP_DEFLATED)
+            out.writestr(
+                zipfile.ZipInfo(case.file, date_time=(2026, 6, 25, 0, 0, 0)),
+                source.read(case.file),
+                zipfile.ZIP_DEFLATED,
+            )
     diseases = len({c.disease_ids[0] for c in chosen})
     print(f"wrote {args.out}: {len(chosen)} cases, {diseases} diseases ({args.out.stat().st_size / 1024:.0f} KiB)")
 

@@ -58,9 +58,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from medllm.data.phenopackets import load_phenopackets, split_by_disease
+from medllm.eval.phenopackets import evaluate_cases, summarise
 from medllm.io import atomic_write_json
 from medllm.markdown import table
-from medllm.phenotype.evaluate import evaluate_cases, summarise
 from medllm.phenotype.kb import build_knowledge_base, load_knowledge_base
 from medllm.phenotype.lirical import LiricalParams, LiricalRanker
 from medllm.phenotype.phenomizer import MODES, PhenomizerRanker

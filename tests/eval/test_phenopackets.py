@@ -7,8 +7,8 @@ import math
 import pytest
 
 from medllm.data.phenopackets import PhenopacketCase
+from medllm.eval.phenopackets import evaluate_cases, summarise
 from medllm.eval.stats import wilson_interval
-from medllm.phenotype.evaluate import evaluate_cases, summarise
 from medllm.phenotype.lirical import LiricalRanker
 
 
