@@ -210,3 +210,4 @@ def test_default_recipe_scores_the_packaged_sample_test_part():
     cfg = load_config(DEFAULT_RECIPE).eval
     assert cfg.phenopackets == "packaged" and cfg.phenopackets_part == "test"
     assert phenopackets_path(cfg.phenopackets).is_file()
+    assert phenopackets_path(Config(eval={"phenopackets": "./packaged"}).eval.phenopackets) == Path("packaged")

@@ -131,8 +131,9 @@ def summarise(results: list[CaseResult], n_boot: int = 1000, seed: int = 0) -> d
 
 
 def phenopackets_path(value: str | Path) -> Path:
-    """``eval.phenopackets`` as a path: ``packaged`` is the sample shipped in the package."""
-    return Path(str(files("medllm") / PACKAGED)) if str(value) == "packaged" else Path(value).expanduser()
+    """``eval.phenopackets`` as a path: the string ``packaged`` is the sample shipped in the package (a folder of
+    that name is ``./packaged``)."""
+    return Path(str(files("medllm") / PACKAGED)) if value == "packaged" else Path(value).expanduser()
 
 
 def select_cases(config: Config) -> tuple[list[PhenopacketCase], dict]:
