@@ -67,9 +67,9 @@ from pathlib import Path
 
 from medllm.config import PhenotypeConfig
 from medllm.data.phenopackets import load_phenopackets, split_by_disease
+from medllm.eval.phenopackets import evaluate_cases, summarise
 from medllm.io import atomic_write_json
 from medllm.markdown import table
-from medllm.phenotype.evaluate import evaluate_cases, summarise
 from medllm.phenotype.kb import build_knowledge_base, load_knowledge_base
 from medllm.phenotype.lirical import LiricalParams, LiricalRanker
 from medllm.phenotype.phenomizer import MODES, PhenomizerParams, PhenomizerRanker

@@ -45,5 +45,6 @@ def test_embedded_model_end_to_end(tmp_path, capsys):
     assert metrics["n"] == 4 and metrics["model"] == "smollm2-135m-instruct"
     assert metrics["benchmarks"]["mmlu_medical"]["finetuned"]["n"] == 8 and metrics["safety"]["models"]
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
+    assert metrics["phenopackets"]["source"]["part"] == "test" and metrics["phenopackets"]["n"] > 0
     out = capsys.readouterr().out
-    assert "finetuned_rag" in out and "report:" in out
+    assert "finetuned_rag" in out and "real published cases (test part" in out and "report:" in out

@@ -213,6 +213,10 @@ class EvalConfig(_Section):
     qa_file: Path | None = None
     qa_max_items: int | None = Field(200, ge=1)
     qa_max_new_tokens: int = Field(64, ge=1)
+    # real published cases (GA4GH phenopackets, a folder or a zip): "packaged" for the sample shipped in the package
+    phenopackets: Literal["packaged"] | Path | None = None
+    phenopackets_max_cases: int | None = Field(None, ge=1)
+    phenopackets_part: Literal["validation", "test", "all"] = "test"  # of split_by_disease (disease-disjoint)
 
 
 class ServeConfig(_Section):

@@ -273,3 +273,16 @@ def test_evaluate_benchmarks_compares_models_on_the_same_sampled_items(tiny_llam
     assert any("McNemar" in line for line in report_lines(results["medqa"]))
     with pytest.raises(MedllmError, match="needs a file"):
         evaluate_benchmarks(model, tokenizer, Config(eval=EvalConfig(benchmarks=["pubmedqa"])), ["base"])
+
+
+def test_loglikelihoods_are_float32_for_a_bf16_model(tiny_llama_dir, tiny):
+    """In bf16 a log-probability near -11 (a 49k vocabulary) is only resolved to 1/16, enough to flip a near-tie:
+    the scorer casts the logits to float32 before log_softmax, so it matches the float32 log_softmax of the
+    same bf16 logits."""
+    _, tokenizer = tiny
+    model = load_model(ModelConfig(name=str(tiny_llama_dir), dtype="bfloat16"))
+    assert model.dtype == torch.bfloat16
+    requests = [(f"Question {i}: which finding?\nAnswer:", f" {letter}") for i in range(6) for letter in "ABCD"]
+    scores = loglikelihoods(model, tokenizer, requests, batch_size=1)
+    direct = [direct_loglikelihood(model, tokenizer, c, x) for c, x in requests]
+    np.testing.assert_allclose(scores, direct, atol=2e-3)

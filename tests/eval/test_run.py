@@ -59,3 +59,8 @@ def test_all_conditions_on_a_tiny_model(tiny_dataset):
     assert len((out / "mmlu_medical_predictions.jsonl").read_text().splitlines()) == 8
     assert "## Multiple-choice benchmarks" in report and "seeded sample of 1089" in report
     assert (out / "reliability_mmlu_medical.png").read_bytes().startswith(b"\x89PNG")
+    # the recipe's real published cases: the packaged sample's test part, every case in the predictions
+    real = saved["phenopackets"]
+    assert real["n"] == real["methods"][real["served"]]["n"] > 0 and real["source"]["part"] == "test"
+    assert len((out / "phenopackets_predictions.jsonl").read_text().splitlines()) == real["n"]
+    assert "## Real published cases (phenopackets)" in report

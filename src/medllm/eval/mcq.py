@@ -125,6 +125,7 @@ def loglikelihoods(
             position_ids=positions.to(model.device),
             logits_to_keep=keep,
         ).logits
+        # in float32 even for a bf16 model: bf16 log-probabilities near log(1/vocabulary) are too coarse for near-ties
         logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
         for b, key in enumerate(batch):
             for i in rows[key]:

@@ -286,6 +286,43 @@ def _benchmarks(benchmarks: dict) -> list[str]:
     return lines
 
 
+def _interval_pct(summary: dict, name: str) -> str:
+    """A phenopacket metric in % with its disease-bootstrap interval."""
+    low, high = summary["bootstrap"].get(name, (float("nan"), float("nan")))
+    return f"{100 * summary[name]:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def _phenopackets(result: dict) -> list[str]:
+    """Top-k and MRR per ranking method on real published cases, then another paper's figures for orientation."""
+    header = ["method", "n", "diseases", "top-1 %", "top-3 %", "top-10 %", "MRR x100", "coverage %", "ms/case"]
+    rows = [
+        [
+            f"{name} (served)" if name == result["served"] else name,
+            s["n"],
+            s["diseases"],
+            *(_interval_pct(s, k) for k in ("top1", "top3", "top10", "mrr")),
+            f"{100 * s['coverage']:.1f}",
+            f"{s['ms_median']:.1f}",
+        ]
+        for name, s in result["methods"].items()
+    ]
+    published = result["published"]
+    anchors = [[name, m["top1"], m["top3"], m["top10"]] for name, m in published["methods"].items()]
+    return [
+        "",
+        "## Real published cases (phenopackets)",
+        "",
+        f"Protocol: {result['protocol']}. n = {result['n']} cases. Brackets: 95% bootstrap intervals resampling "
+        "diseases. Coverage: share of cases whose diagnosis is among the ranked diseases (the others are misses).",
+        "",
+        *table(header, rows),
+        "",
+        f"For orientation only: {published['source']}; top-k in %.",
+        "",
+        *table(["method (published)", "top-1 %", "top-3 %", "top-10 %"], anchors),
+    ]
+
+
 def _figures(figures: dict[str, str]) -> list[str]:
     return ["", "## Figures", ""] + [
         f"![{CAPTIONS.get(k, 'Reliability diagram of ' + k.removeprefix('reliability_'))}]({v})"
@@ -319,6 +356,8 @@ def render_report(metrics: dict, predictions: list[dict], figures: dict[str, str
         lines += _benchmarks(metrics["benchmarks"])
     if metrics.get("qa"):
         lines += ["", *qa_report_lines(metrics["qa"])]
+    if metrics.get("phenopackets"):
+        lines += _phenopackets(metrics["phenopackets"])
     if figures:
         lines += _figures(figures)
     return "\n".join(lines + _examples(predictions)) + "\n"

@@ -3,11 +3,13 @@
 The model is loaded once and every configured part scores it on its own
 items: the diagnosis conditions (:mod:`medllm.eval.diagnosis`), with
 ``eval.safety`` the red-flag set (:mod:`medllm.eval.safety`), the
-multiple-choice benchmarks of ``eval.benchmarks`` (:mod:`medllm.eval.mcq`)
-and, with ``eval.qa_source``, free-text question answering
-(:mod:`medllm.eval.qa`). Base and fine-tuned model (with ``finetuned_rag`` in
-``eval.conditions``) are scored on the same items. The metrics, the
-predictions and the report (:mod:`medllm.eval.report`) go to ``<run>/eval/``.
+multiple-choice benchmarks of ``eval.benchmarks`` (:mod:`medllm.eval.mcq`),
+with ``eval.qa_source`` free-text question answering (:mod:`medllm.eval.qa`),
+and with ``eval.phenopackets`` phenotype-only ranking of real published cases
+(:mod:`medllm.eval.phenopackets`, no model). Base and fine-tuned model (with
+``finetuned_rag`` in ``eval.conditions``) are scored on the same items. The
+metrics, the predictions and the report (:mod:`medllm.eval.report`) go to
+``<run>/eval/``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from medllm.config import Config
 from medllm.eval.diagnosis import LLM_CONDITIONS, evaluate_diagnosis, load_cases
 from medllm.eval.mcq import evaluate_benchmarks
+from medllm.eval.phenopackets import evaluate_phenopackets
 from medllm.eval.qa import evaluate_qa
 from medllm.eval.report import render_report, write_figures
 from medllm.eval.safety import evaluate_safety
@@ -30,7 +33,9 @@ SECTIONS = {
     "safety": (lambda cfg: cfg.safety, evaluate_safety),
     "benchmarks": (lambda cfg: cfg.benchmarks, evaluate_benchmarks),
     "qa": (lambda cfg: cfg.qa_source, evaluate_qa),
+    "phenopackets": (lambda cfg: cfg.phenopackets, evaluate_phenopackets),
 }
+MODEL_FREE = {"phenopackets"}  # sections that score no model (their evaluator is given model=None when none is)
 
 
 def _prediction_files(section: str, rows: list[dict] | dict[str, list[dict]]) -> dict[str, list[dict]]:
@@ -49,7 +54,8 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
     if "finetuned" in models:
         require_adapter(adapter, ": run `medllm train` first or drop finetuned_rag from eval.conditions")
     model = tokenizer = None
-    if set(cfg.conditions) & LLM_CONDITIONS.keys() or any(wanted(cfg) for wanted, _ in SECTIONS.values()):
+    model_sections = (wanted(cfg) for section, (wanted, _) in SECTIONS.items() if section not in MODEL_FREE)
+    if set(cfg.conditions) & LLM_CONDITIONS.keys() or any(model_sections):
         tokenizer = load_tokenizer(config.model)
         model = load_model(config.model, adapter if "finetuned" in models else None)
 
