@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import statistics
-import time
-from pathlib import Path
-
 import pytest
 
+from medllm.data.phenopackets import load_phenopackets
+from medllm.eval.phenopackets import phenopackets_path
 from medllm.phenotype import LiricalRanker, PhenomizerRanker, load_knowledge_base, rank_case
 
-SAMPLE = Path("/work/shared/phenopackets/phenopacket-store-dev.zip")
+SAMPLE = phenopackets_path("packaged")  # real phenopacket-store cases shipped in the package
 pytestmark = pytest.mark.slow
 
 
@@ -28,19 +26,12 @@ def test_full_release(kb):
     assert kb.absent.nnz > 1000  # NOT annotations kept
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="phenopacket-store sample not present")
-def test_ranks_a_real_case_quickly(kb):
-    from medllm.data.phenopackets import load_phenopackets
-
+def test_ranks_real_cases_over_the_whole_base(kb):
+    """Real cases whose disease is in the base: every disease is ranked, and the true one is mostly near the top."""
     cases = [c for c in load_phenopackets(SAMPLE).cases if c.disease_ids[0] in set(kb.disease_ids.tolist())][:30]
-    for ranker in (LiricalRanker(kb), PhenomizerRanker(kb)):
-        seconds = []
-        for case in cases:
-            start = time.perf_counter()
-            ranked = rank_case(ranker, case.observed, case.excluded, top=None)
-            seconds.append(time.perf_counter() - start)
-        assert len(ranked) == len(ranker.rows)
-        assert statistics.median(seconds) < 0.2, (ranker.name, statistics.median(seconds))
-    sideroblastic = next(c for c in cases if c.id == "PMID_11050011_II_1")
-    top = rank_case(LiricalRanker(kb), sideroblastic.observed, sideroblastic.excluded, top=10)
-    assert "OMIM:301310" in [r.id for r in top]
+    assert len(cases) == 30
+    lirical = LiricalRanker(kb)
+    for ranker in (lirical, PhenomizerRanker(kb)):
+        assert len(rank_case(ranker, cases[0].observed, cases[0].excluded, top=None)) == len(ranker.rows)
+    in_top10 = [c.disease_ids[0] in [r.id for r in rank_case(lirical, c.observed, c.excluded, top=10)] for c in cases]
+    assert sum(in_top10) >= len(cases) // 3  # chance would put about 30 x 10 / 8,000 there

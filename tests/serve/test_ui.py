@@ -36,14 +36,20 @@ def test_form_fields_become_a_diagnose_request():
     assert split_items(" a ,, b\n\n c ") == ["a", "b", "c"]
 
 
-def test_page_shows_differential_and_red_flags(live_server, monkeypatch):
+def submit(server_url: str, monkeypatch, symptoms: str):
+    """The page, run against the live API, after entering ``symptoms`` and pressing the button."""
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setenv("MEDLLM_API_URL", live_server)
+    monkeypatch.setenv("MEDLLM_API_URL", server_url)
     app = AppTest.from_file(str(APP), default_timeout=120).run()
-    app.text_area(key="symptoms").input("crushing chest pain, sweating, shortness of breath")
+    app.text_area(key="symptoms").input(symptoms)
     app.button[0].click().run()
     assert not app.exception
+    return app
+
+
+def test_page_shows_differential_and_red_flags(live_server, monkeypatch):
+    app = submit(live_server, monkeypatch, "crushing chest pain, sweating, shortness of breath")
     assert any("RED FLAG" in e.value for e in app.error)
     table = app.dataframe[0].value
     assert list(table["rank"]) == [1, 2, 3, 4, 5]
@@ -52,13 +58,7 @@ def test_page_shows_differential_and_red_flags(live_server, monkeypatch):
 
 
 def test_page_shows_the_recognised_findings(live_server, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("MEDLLM_API_URL", live_server)
-    app = AppTest.from_file(str(APP), default_timeout=120).run()
-    app.text_area(key="symptoms").input("A1\nno B1")
-    app.button[0].click().run()
-    assert not app.exception
+    app = submit(live_server, monkeypatch, "A1\nno B1")
     table = app.table[0].value
     assert list(table["HPO term"]) == ["HP:0000003", "HP:0000006"]
     assert list(table["status"]) == ["present", "excluded"] and list(table["read from"]) == ["symptoms.0", "symptoms.1"]

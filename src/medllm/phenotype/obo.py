@@ -1,9 +1,12 @@
-"""The HPO term graph from ``hp.obo``: terms, is-a parents, and old ids (alt_id, replaced_by)."""
+"""The HPO term graph from ``hp.obo``: terms, is-a parents, synonyms, and old ids (alt_id, replaced_by)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+SYNONYM = re.compile(r'^"((?:[^"\\]|\\.)*)" (EXACT|RELATED|BROAD|NARROW)(?: ([A-Za-z_:0-9]+))? \[')
 
 
 @dataclass
@@ -14,9 +17,14 @@ class OboTerm:
     alt_ids: list[str] = field(default_factory=list)
     replaced_by: str | None = None
     obsolete: bool = False
+    synonyms: list[tuple[str, str, str | None]] = field(default_factory=list)  # (text, scope, type)
 
 
 def _apply(term: OboTerm, key: str, value: str) -> None:
+    if key == "synonym":
+        if match := SYNONYM.match(value):
+            term.synonyms.append((match.group(1).replace('\\"', '"'), match.group(2), match.group(3)))
+        return
     value = value.split(" ! ")[0].strip()
     if key == "name":
         term.name = value

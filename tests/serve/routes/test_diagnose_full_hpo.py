@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
 
 from medllm.config import PhenotypeConfig
 from medllm.data.phenopackets import parse_phenopacket
+from medllm.eval.phenopackets import phenopackets_path
 from medllm.phenotype import load_ranker, rank_case
 from medllm.serve.backends import OllamaEngine
 
-SAMPLE = Path("/work/shared/phenopackets/phenopacket-store-dev.zip")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not SAMPLE.is_file(), reason=f"needs the phenopacket-store sample at {SAMPLE}"),
-]
+SAMPLE = phenopackets_path("packaged")  # real phenopacket-store cases shipped in the package
+pytestmark = pytest.mark.slow
 
 
 def test_a_real_phenopacket_is_ranked_as_rank_case_ranks_it(make_client):
