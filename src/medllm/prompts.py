@@ -8,6 +8,7 @@ shape it was trained on.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from medllm.knowledge import Disease, normalize_name
 
@@ -34,6 +35,46 @@ def build_messages(vignette: str, candidates: list[str] | None, differential_siz
         user += "Candidate diagnoses (in no particular order):\n" + "".join(f"- {c}\n" for c in candidates)
     user += f"Rank the {differential_size} most likely, then give a one-line rationale."
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+@dataclass(frozen=True)
+class CandidateEvidence:
+    """A candidate of the phenotype ranking with the case's findings sorted for and against it."""
+
+    name: str
+    matched: tuple[str, ...] = ()  # present findings the disease is annotated with (or a related term)
+    unexplained: tuple[str, ...] = ()  # present findings it is not annotated with
+    against: tuple[str, ...] = ()  # excluded findings the disease has
+
+
+def describe_evidence(candidate: CandidateEvidence) -> str:
+    """One prompt line: the candidate and what of the case it explains, leaves unexplained, and contradicts."""
+    parts = [f"explains {', '.join(candidate.matched)}" if candidate.matched else "explains none of the findings"]
+    if candidate.unexplained:
+        parts.append(f"not {', '.join(candidate.unexplained)}")
+    if candidate.against:
+        parts.append(f"but has {', '.join(candidate.against)}, which the patient lacks")
+    return f"{candidate.name}: {'; '.join(parts)}"
+
+
+def rerank_messages(vignette: str, candidates: list[CandidateEvidence]) -> list[dict]:
+    """System + user turns asking which candidate fits best; the answer is :func:`rerank_answer`.
+
+    The re-ranker scores each candidate by the log-likelihood of ``rerank_answer(name)`` after
+    these turns, and training targets the true disease's, so both see one shape.
+    """
+    user = (
+        f"Patient: {vignette}\n"
+        "Candidate diagnoses with the evidence for and against each (in no particular order):\n"
+        + "".join(f"- {describe_evidence(c)}\n" for c in candidates)
+        + "Name the diagnosis that best explains the findings, then give a one-line rationale."
+    )
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def rerank_answer(name: str, rationale: str | None = None) -> str:
+    """The answer a re-rank prompt expects: the name on its own line (scored), then the rationale."""
+    return f"{name}\n" + (f"{RATIONALE} {rationale}" if rationale else "")
 
 
 def format_answer(ranked: list[str], rationale: str) -> str:

@@ -17,6 +17,7 @@ from scipy.special import softmax
 
 from medllm.phenotype.kb import PHENOTYPIC_ABNORMALITY, ROOT, KnowledgeBase
 from medllm.phenotype.matrices import row
+from medllm.prompts import CandidateEvidence
 
 
 @dataclass(frozen=True)
@@ -65,3 +66,16 @@ class Explainer:
         found = [self._closest(int(t), annotated, False) for t in observed]
         found += [self._closest(int(t), annotated, True) for t in excluded]
         return [m for m in found if m is not None]
+
+
+def candidate_evidence(kb: KnowledgeBase, name: str, matches: list[TermMatch], observed) -> CandidateEvidence:
+    """The prompt's view of one candidate: the labels of the case's findings for, not for, and against it."""
+    label = kb.term_names
+    matched = [m.case_term for m in matches if not m.excluded]
+    explained = set(matched)
+    return CandidateEvidence(
+        name=name,
+        matched=tuple(str(label[t]) for t in matched),
+        unexplained=tuple(str(label[t]) for t in observed if int(t) not in explained),
+        against=tuple(str(label[m.case_term]) for m in matches if m.excluded),
+    )
