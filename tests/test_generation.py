@@ -58,3 +58,32 @@ def test_finetuned_weights_merge_and_restore_the_base_exactly_enough(tiny_llama_
     torch.testing.assert_close(restored, base, atol=1e-5, rtol=1e-5)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, before[key], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_shared_prompt_scores_equal_one_at_a_time_scores(tiny_llama_dir, dtype):
+    """One prompt pass and one batch of continuations score each answer as its own full forward pass does."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from medllm.generation import shared_prompt_loglikelihoods
+    from medllm.models import load_tokenizer
+    from medllm.prompts import rerank_answer
+
+    tokenizer = load_tokenizer(ModelConfig(name=str(tiny_llama_dir)))
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=getattr(torch, dtype)).eval()
+    messages = [{"role": "user", "content": "Patient: seizures, hypotonia. Which candidate?"}]
+    answers = [rerank_answer(n) for n in ("Dravet syndrome", "X", "Angelman syndrome, type 2 (AS2)")]
+    scores = shared_prompt_loglikelihoods(model, tokenizer, messages, answers)
+    prompt = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=False)
+    for answer, (total, count) in zip(answers, scores):
+        whole = tokenizer.apply_chat_template(
+            [*messages, {"role": "assistant", "content": answer}], tokenize=True, return_dict=False
+        )
+        target = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        assert whole[: len(prompt) + len(target)] == prompt + target  # the tokens training sees
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + target])).logits[0].float()
+        direct = torch.log_softmax(logits, -1)[len(prompt) - 1 : -1].gather(-1, torch.tensor(target)[:, None]).sum()
+        assert count == len(target)
+        assert total == pytest.approx(direct.item(), abs=1e-3 if dtype == "float32" else 0.05 * count)

@@ -151,6 +151,18 @@ class PhenotypeConfig(_Section):
     confidence_temperature: float = Field(1.0, gt=0)
 
 
+class RerankConfig(_Section):
+    """The model as a re-ranker of the phenotype ranking's top ``top_k`` (:mod:`medllm.phenotype.rerank`)."""
+
+    top_k: int = Field(10, ge=2)
+    seed: int = 0  # of the order the candidates are shown in (per case), so the position does not leak the rank
+    # explicit fusion weight and temperature; None: those fitted by `medllm eval` (<run>/rerank.json), if any
+    weight: float | None = Field(None, ge=0)
+    temperature: float | None = Field(None, gt=0)
+    eval: bool = True  # `medllm eval` on phenopackets also scores the re-rankers (needs a loaded model)
+    fit_max_cases: int | None = Field(None, ge=1)  # dev cases the weight is fitted on (a seeded sample)
+
+
 class PromptConfig(_Section):
     """What the model is shown and asked for."""
 
@@ -261,6 +273,7 @@ class Config(_Section):
     retrieval: RetrievalConfig = RetrievalConfig()
     prompt: PromptConfig = PromptConfig()
     phenotype: PhenotypeConfig = PhenotypeConfig()
+    rerank: RerankConfig = RerankConfig()
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()

@@ -145,12 +145,8 @@ def _score_names(
     scores: list[list[tuple[float, int]]] = [[] for _ in names]
     for slot in range(max(len(row) for row in names)):
         rows = [prefix + (row[slot] if slot < len(row) else []) for row in names]
-        span = max(len(r) for r in rows)
-        cont = torch.full((len(rows), span), pad, dtype=torch.long)
-        cont_mask = torch.zeros((len(rows), span), dtype=torch.long)
-        for r, tokens in enumerate(rows):  # right padding: pads only follow the scored tokens
-            cont[r, : len(tokens)] = torch.tensor(tokens)
-            cont_mask[r, : len(tokens)] = 1
+        cont, cont_mask = _right_padded(rows, pad)
+        span = cont.shape[1]
         out = model(
             input_ids=cont.to(model.device),
             attention_mask=torch.cat([mask, cont_mask], 1).to(model.device),
@@ -172,3 +168,45 @@ def _score_names(
 def candidate_confidences(loglikelihoods: list[tuple[float, int]]) -> np.ndarray:
     """Softmax over the candidates of their per-token mean log-likelihoods."""
     return softmax(np.array([total / count for total, count in loglikelihoods]))
+
+
+def _right_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` of token ``rows`` right-padded: pads only follow the real tokens."""
+    ids = torch.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, tokens in enumerate(rows):
+        ids[r, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        mask[r, : len(tokens)] = 1
+    return ids, mask
+
+
+@torch.inference_mode()
+def shared_prompt_loglikelihoods(
+    model, tokenizer, messages: list[dict], continuations: list[str]
+) -> list[tuple[float, int]]:
+    """Summed float32 log-likelihood (and token count) of each continuation as the assistant's answer to
+    ``messages``.
+
+    The prompt runs once; its key/value cache is repeated over the continuations, which then run as one
+    right-padded batch: K candidates cost one prompt pass and one short pass, not K generations. The
+    continuations are tokenised on their own: the chat template's generation prompt ends in a newline,
+    where the byte-level BPE starts a new piece anyway, so the tokens are those of the whole conversation.
+    """
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    targets = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+    prefill = model(input_ids=torch.tensor([prompt], device=model.device), use_cache=True, logits_to_keep=1)
+    cache = prefill.past_key_values
+    cache.batch_repeat_interleave(len(targets))
+    ids, mask = _right_padded(targets, tokenizer.pad_token_id)
+    out = model(
+        input_ids=ids.to(model.device),
+        attention_mask=torch.cat([torch.ones(len(targets), len(prompt), dtype=torch.long), mask], 1).to(model.device),
+        position_ids=(len(prompt) + torch.arange(ids.shape[1])).expand_as(ids).to(model.device),
+        cache=cache,
+        use_cache=False,
+    )
+    # the prompt's last logits predict every continuation's first token; position j of the batch predicts j + 1
+    logits = torch.cat([prefill.logits.expand(len(targets), -1, -1), out.logits[:, :-1]], 1)
+    token_lp = torch.log_softmax(logits.float(), -1).cpu().gather(-1, ids[..., None])[..., 0] * mask
+    return [(float(token_lp[r].sum()), len(t)) for r, t in enumerate(targets)]

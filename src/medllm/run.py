@@ -9,6 +9,7 @@ Layout of ``<output_dir>``::
     adapter/               final LoRA adapter + tokenizer
     train_summary.json     written last by ``medllm train``: the run is finished
     eval/                  ``medllm eval``: metrics.json, report.md, predictions
+    rerank.json            ``medllm eval``: the re-ranker's fitted fusion weight and temperature
     export/                ``medllm export``: merged/, GGUF files, Modelfile, ollama/
 """
 
@@ -70,6 +71,11 @@ class RunDir:
     @property
     def adapter_staging(self) -> Path:
         return self.root / ".adapter.staging"
+
+    @property
+    def rerank(self) -> Path:
+        """The re-ranker's fusion weights and temperatures fitted by ``medllm eval``."""
+        return self.root / "rerank.json"
 
     @property
     def train_summary(self) -> Path:

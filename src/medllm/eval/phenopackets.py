@@ -212,6 +212,10 @@ def evaluate_phenopackets(
     kb_seconds = time.perf_counter() - started
     setups, served = methods(config, kb)
     results = {name: evaluate_cases(ranker, cases, used) for name, (ranker, used) in setups.items()}
+    from medllm.eval.rerank import evaluate_rerank  # it builds on this module's case results
+
+    rerank_results, rerank = evaluate_rerank(model, tokenizer, config, kb, cases, models)
+    results.update(rerank_results)
     ranked = len(next(iter(setups.values()))[0].rows)
     protocol = PROTOCOL.format(
         diseases=f"{ranked:,}",
@@ -232,6 +236,7 @@ def evaluate_phenopackets(
         "knowledge_base_seconds": kb_seconds,
         "served": served,
         "methods": {name: summarise(r, RESAMPLES, SEED) for name, r in results.items()},
+        "rerank": rerank,
         "published": PUBLISHED,
     }
     return metrics, prediction_rows(cases, results)

@@ -1,0 +1,72 @@
+"""The model as a re-ranker of the phenotype ranking's top K: it can only reorder those K, never add others.
+
+For one case the phenotype ranker's top K are shown to the model in :func:`medllm.prompts.rerank_messages`
+with each candidate's evidence (the case's findings for, not for and against it), in an order shuffled per
+case (seeded by the case), so the position says nothing of the rank. Each candidate is scored by the float32
+log-likelihood of :func:`medllm.prompts.rerank_answer` of its name, all K in one batch sharing the prompt's
+key/value cache (:func:`medllm.generation.shared_prompt_loglikelihoods`); :mod:`medllm.phenotype.fusion`
+combines those with the phenotype scores.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from medllm.phenotype.explain import Explainer, candidate_evidence
+from medllm.phenotype.fusion import ScoredCase
+from medllm.phenotype.rank import CaseTerms, Ranker, ranking
+from medllm.prompts import CandidateEvidence, rerank_answer, rerank_messages
+
+
+@dataclass(frozen=True)
+class TopK:
+    """The phenotype ranking's best K of one case: positions into ``ranker.rows``, disease ids, scores, evidence."""
+
+    positions: np.ndarray
+    ids: tuple[str, ...]
+    scores: np.ndarray
+    evidence: list[CandidateEvidence]
+
+
+def top_candidates(ranker: Ranker, explainer: Explainer, terms: CaseTerms, scores: np.ndarray, k: int) -> TopK:
+    """The ``k`` best of ``scores`` in the ranking's order, each with its evidence from the case's terms."""
+    kb = ranker.kb
+    positions = ranking(ranker, scores)[:k]
+    evidence = []
+    for j in positions:
+        row = int(ranker.rows[j])
+        matches = explainer.evidence(row, terms.observed, terms.excluded)
+        evidence.append(candidate_evidence(kb, str(kb.disease_names[row]), matches, terms.observed))
+    ids = tuple(str(kb.disease_ids[ranker.rows[j]]) for j in positions)
+    return TopK(positions, ids, scores[positions], evidence)
+
+
+def shown_order(vignette: str, k: int, seed: int) -> list[int]:
+    """A permutation of the K, fixed by the case's text and ``seed``: another case gets another order."""
+    order = list(range(k))
+    random.Random(f"{seed}:{vignette}").shuffle(order)
+    return order
+
+
+def model_loglikelihoods(model, tokenizer, vignette: str, top: TopK, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Log-likelihood and token count of each candidate's answer, in phenotype order, from one batched pass."""
+    from medllm.generation import shared_prompt_loglikelihoods
+
+    order = shown_order(vignette, len(top.evidence), seed)
+    shown = [top.evidence[i] for i in order]
+    scored = shared_prompt_loglikelihoods(
+        model, tokenizer, rerank_messages(vignette, shown), [rerank_answer(c.name) for c in shown]
+    )
+    loglik, tokens = np.empty(len(order)), np.empty(len(order))
+    for i, (total, count) in zip(order, scored):
+        loglik[i], tokens[i] = total, count
+    return loglik, tokens
+
+
+def score_case(model, tokenizer, vignette: str, top: TopK, seed: int, gold: int | None = None) -> ScoredCase:
+    """The case's top K with the model's scores, ready for :class:`medllm.phenotype.fusion.Fusion`."""
+    loglik, tokens = model_loglikelihoods(model, tokenizer, vignette, top, seed)
+    return ScoredCase(top.scores, loglik, tokens, gold)
