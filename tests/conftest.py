@@ -109,7 +109,7 @@ CASE = {
 @pytest.fixture
 def make_client(tiny_dataset, serve_kb, monkeypatch):
     """A TestClient factory for the API over the tiny model and the tiny HPO; ``serve`` overrides as keywords,
-    ``phenotype`` ones as a dict, and ``ranker`` another phenotype ranker."""
+    ``phenotype`` and ``rerank`` ones as dicts, and ``ranker`` another phenotype ranker."""
     from fastapi.testclient import TestClient
 
     from medllm.data.dataset import load_index
@@ -118,9 +118,10 @@ def make_client(tiny_dataset, serve_kb, monkeypatch):
     from medllm.serve.app import create_app
     from medllm.serve.backends import Engine
 
-    def make(engine=None, phenotype=None, ranker=None, **serve):
+    def make(engine=None, phenotype=None, ranker=None, rerank=None, **serve):
         sections = {"serve": tiny_dataset.serve.model_copy(update=serve)}
         sections["phenotype"] = tiny_dataset.phenotype.model_copy(update=phenotype or {})
+        sections["rerank"] = tiny_dataset.rerank.model_copy(update=rerank or {})
         config = tiny_dataset.model_copy(update=sections)
         engine = engine or Engine(
             load_model(config.model),

@@ -17,6 +17,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -24,14 +25,14 @@ from medllm.config import Config
 from medllm.data.phenopackets import PhenopacketCase, load_phenopackets, split_by_disease
 from medllm.eval.phenopackets import SHOWN, CaseResult, evaluate_cases, phenopackets_path
 from medllm.eval.stats import SEED, calibration, paired_comparison
-from medllm.generation import adapter_mode
+from medllm.generation import adapter_mode, shared_prompt_loglikelihoods
 from medllm.phenotype.explain import Explainer
 from medllm.phenotype.findings import case_ids, recognise
 from medllm.phenotype.fusion import Fusion, ScoredCase, fit, save_fusions, top1_hits
 from medllm.phenotype.kb import KnowledgeBase
 from medllm.phenotype.lexicon import lexicon_for
 from medllm.phenotype.rank import Ranker, case_terms, load_ranker, ranking
-from medllm.phenotype.rerank import TopK, score_case, top_candidates
+from medllm.phenotype.rerank import TopK, case_vignette, score_case, top_candidates
 
 TEXT = "served ranker, the case as text (Monarch rendering) recognised back to HPO"
 PHENOTYPE = "served ranker, ranking order (ties by disease id)"
@@ -47,24 +48,12 @@ PROTOCOL = (
 )
 
 
-def _age(years: float) -> str:
-    return f"{round(years * 12)}-month-old" if years < 1 else f"{round(years, 1):g}-year-old"
-
-
 def case_text(case: PhenopacketCase, kb: KnowledgeBase) -> str:
-    """The case as the Monarch benchmark's prompt writes it (labels of the ids this HPO release knows)."""
-    labels = [
-        [str(kb.term_names[kb.term_index(t)]) for t in ids if t in kb.term_ids]
-        for ids in (case.observed, case.excluded)
-    ]
-    who = f"A {_age(case.age_years)} " if case.age_years is not None else "A "
-    text = who + f"{case.sex or 'patient'}" + (" patient" if case.sex else "")
-    if case.onset_years is not None:
-        text += f" with onset at {round(case.onset_years, 1):g} years"
-    text += f" presented with {', '.join(labels[0])}."
-    if labels[1]:
-        text += f" However, the following features were excluded: {', '.join(labels[1])}."
-    return text
+    """:func:`medllm.phenotype.rerank.case_vignette` of a phenopacket (labels of the ids this release knows)."""
+    present, excluded = (
+        [str(kb.term_names[t]) for t in kb.resolve(ids, strict=False)[0]] for ids in (case.observed, case.excluded)
+    )
+    return case_vignette(present, excluded, case.sex, case.age_years, case.onset_years)
 
 
 def text_results(ranker: Ranker, cases: list[PhenopacketCase], use_excluded: bool) -> list[CaseResult]:
@@ -106,9 +95,10 @@ def prepare(ranker: Ranker, cases: list[PhenopacketCase], k: int, use_excluded: 
 def model_scores(model, tokenizer, prepared: list[Prepared], seed: int) -> tuple[list[ScoredCase], list[float]]:
     """Each case's top K scored by the model, and the seconds each took."""
     scored, seconds = [], []
+    score = partial(shared_prompt_loglikelihoods, model, tokenizer)
     for p in prepared:
         start = time.perf_counter()
-        scored.append(score_case(model, tokenizer, p.text, p.top, seed, p.gold))
+        scored.append(score_case(score, p.text, p.top, seed, p.gold))
         seconds.append(time.perf_counter() - start)
     return scored, seconds
 

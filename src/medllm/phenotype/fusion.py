@@ -19,6 +19,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 from scipy.stats import zscore
 
+from medllm.config import RerankConfig
 from medllm.io import atomic_write_json
 
 WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
@@ -105,3 +106,14 @@ def load_fusion(path: Path, adapter: str | None) -> Fusion | None:
     which = "base" if adapter is None else "finetuned" if same else None
     fit = saved["fits"].get(which) if which else None
     return Fusion(**fit) if fit else None
+
+
+def serving_fusion(cfg: RerankConfig, path: Path, adapter: str | None) -> Fusion | None:
+    """The fusion to serve: ``rerank.weight`` and ``rerank.temperature`` where set, else the fit in ``path`` for
+    the served model; None when the weight is 0 or nothing was fitted (the phenotype ranking is served)."""
+    fitted = load_fusion(path, adapter)
+    weight = cfg.weight if cfg.weight is not None else fitted.weight if fitted else 0.0
+    if weight <= 0:
+        return None
+    temperature = cfg.temperature or (fitted.temperature if fitted else 1.0)
+    return Fusion(weight, temperature, fitted.per_token if fitted else False)

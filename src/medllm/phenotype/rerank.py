@@ -11,6 +11,7 @@ combines those with the phenotype scores.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,22 +52,38 @@ def shown_order(vignette: str, k: int, seed: int) -> list[int]:
     return order
 
 
-def model_loglikelihoods(model, tokenizer, vignette: str, top: TopK, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Log-likelihood and token count of each candidate's answer, in phenotype order, from one batched pass."""
-    from medllm.generation import shared_prompt_loglikelihoods
+def case_vignette(present, excluded=(), sex: str | None = None, age: float | None = None, onset=None) -> str:
+    """A case as the Monarch benchmark (Reese et al.) writes it for LLMs: sex, onset and age, "presented with
+    <labels>", "However, the following features were excluded: <labels>"; eval and serve show the model this."""
+    text = "A " + (f"{_age(age)} " if age is not None else "") + (f"{sex} patient" if sex else "patient")
+    if onset is not None:
+        text += f" with onset at {round(onset, 1):g} years"
+    text += f" presented with {', '.join(present)}."
+    if excluded:
+        text += f" However, the following features were excluded: {', '.join(excluded)}."
+    return text
 
+
+def _age(years: float) -> str:
+    return f"{round(years * 12)}-month-old" if years < 1 else f"{round(years, 1):g}-year-old"
+
+
+Scorer = Callable[[list[dict], list[str]], list[tuple[float, int]]]  # (messages, answers) -> (log-lik, tokens)
+
+
+def model_loglikelihoods(score: Scorer, vignette: str, top: TopK, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Log-likelihood and token count of each candidate's answer, in phenotype order, from one call of ``score``
+    (:func:`medllm.generation.shared_prompt_loglikelihoods`: one batched pass)."""
     order = shown_order(vignette, len(top.evidence), seed)
     shown = [top.evidence[i] for i in order]
-    scored = shared_prompt_loglikelihoods(
-        model, tokenizer, rerank_messages(vignette, shown), [rerank_answer(c.name) for c in shown]
-    )
+    scored = score(rerank_messages(vignette, shown), [rerank_answer(c.name) for c in shown])
     loglik, tokens = np.empty(len(order)), np.empty(len(order))
     for i, (total, count) in zip(order, scored):
         loglik[i], tokens[i] = total, count
     return loglik, tokens
 
 
-def score_case(model, tokenizer, vignette: str, top: TopK, seed: int, gold: int | None = None) -> ScoredCase:
+def score_case(score: Scorer, vignette: str, top: TopK, seed: int, gold: int | None = None) -> ScoredCase:
     """The case's top K with the model's scores, ready for :class:`medllm.phenotype.fusion.Fusion`."""
-    loglik, tokens = model_loglikelihoods(model, tokenizer, vignette, top, seed)
+    loglik, tokens = model_loglikelihoods(score, vignette, top, seed)
     return ScoredCase(top.scores, loglik, tokens, gold)

@@ -73,6 +73,13 @@ class Engine:
         new = output[0, inputs["input_ids"].shape[1] :]
         return self.tokenizer.decode(new, skip_special_tokens=True).strip(), len(new)
 
+    def loglikelihoods(self, messages: list[dict], answers: list[str]) -> list[tuple[float, int]]:
+        """Each answer's log-likelihood (and token count) after ``messages``, in one batch: the re-ranker's input."""
+        from medllm.generation import shared_prompt_loglikelihoods
+
+        with self._lock:
+            return shared_prompt_loglikelihoods(self.model, self.tokenizer, messages, answers)
+
     def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
         from transformers import TextIteratorStreamer
 

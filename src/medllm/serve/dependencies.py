@@ -20,6 +20,7 @@ from fastapi import Depends, HTTPException, Request
 from medllm.config import Config
 from medllm.knowledge import Disease
 from medllm.phenotype.explain import Explainer
+from medllm.phenotype.fusion import Fusion, serving_fusion
 from medllm.phenotype.lexicon import Lexicon, lexicon_for
 from medllm.phenotype.rank import Ranker
 from medllm.prompts import SYSTEM_PROMPT, DiseaseMatcher
@@ -40,6 +41,7 @@ class ServeState:
     ranker: Ranker
     explainer: Explainer
     lexicon: Lexicon  # for recognising HPO findings in the patient fields
+    fusion: Fusion | None  # the model re-ranks the phenotype ranking's top K (None: the phenotype ranking alone)
     matcher: DiseaseMatcher
     diseases: dict[str, Disease]
     pending: threading.BoundedSemaphore
@@ -59,6 +61,7 @@ class ServeState:
             ranker=ranker,
             explainer=Explainer(ranker.kb),
             lexicon=lexicon_for(ranker.kb),
+            fusion=serving_fusion(config.rerank, config.run.rerank, engine.adapter),
             matcher=DiseaseMatcher(index.diseases),
             diseases={d.id: d for d in index.diseases},
             pending=threading.BoundedSemaphore(cfg.max_pending),

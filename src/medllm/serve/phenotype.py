@@ -3,9 +3,11 @@
 An HPO list or a phenopacket is read into findings: old ids are mapped through the
 knowledge base's alias map (and the finding says so); unknown ids, or no present finding,
 are a 422 naming them. The configured ranker scores every disease of the knowledge base;
-the top ``top_k`` come back with a softmax confidence and their term evidence. The model
-writes the rationale only: when it cannot be reached the ranking still returns, with a
-note saying so. The patient-fields shape gets its findings recognised in its symptoms and
+the top ``top_k`` come back with a softmax confidence and their term evidence. With a fitted
+(or configured) fusion weight above 0 and an in-process model, the model re-ranks the top
+``rerank.top_k`` (:mod:`medllm.phenotype.rerank`; it cannot add a disease), the rest after.
+The model's text is the rationale: when it cannot be reached the ranking still returns,
+with a note saying so. The patient-fields shape gets its findings recognised in its symptoms and
 note (:func:`medllm.phenotype.findings.recognise`).
 """
 
@@ -21,7 +23,8 @@ from medllm.data.phenopackets import parse_phenopacket
 from medllm.phenotype.explain import TermMatch, confidences
 from medllm.phenotype.findings import recognise
 from medllm.phenotype.kb import KnowledgeBase
-from medllm.phenotype.rank import case_terms, ranking
+from medllm.phenotype.rank import CaseTerms, case_terms, ranking
+from medllm.phenotype.rerank import case_vignette, score_case, top_candidates
 from medllm.prompts import build_messages
 from medllm.serve.backends import BackendError
 from medllm.serve.dependencies import ServeState
@@ -133,15 +136,37 @@ def _evidence(kb: KnowledgeBase, match: TermMatch) -> TermEvidence:
     )
 
 
-def rank_findings(state: ServeState, case: PhenotypeCase, top_k: int) -> tuple[list[Diagnosis], float, bool]:
-    """The ``top_k`` diseases for the case's findings, with confidences and evidence; the top score; and whether
-    the scores separate the diseases at all (all equal: the findings match nothing more than any other)."""
+def fused_top(state: ServeState, case: PhenotypeCase, terms: CaseTerms, scores: np.ndarray):
+    """The phenotype top K (``rerank.top_k``) in the fused order with their confidences (softmax over the K, the
+    fitted temperature); None when no fusion is served or the backend cannot score (Ollama)."""
+    score = getattr(state.engine, "loglikelihoods", None)
+    if state.fusion is None or score is None:
+        return None
+    cfg = state.config.rerank
+    top = top_candidates(state.ranker, state.explainer, terms, scores, cfg.top_k)
+    present, absent = ([f.label for f in case.findings if f.excluded is e] for e in (False, True))
+    vignette = case_vignette(present, absent, None if case.sex == "unknown" else case.sex, case.age)
+    scored = score_case(score, vignette, top, cfg.seed)
+    order = state.fusion.order(scored)
+    return top.positions[order], state.fusion.confidences(scored)[order]
+
+
+def rank_findings(state: ServeState, case: PhenotypeCase, top_k: int) -> tuple[list[Diagnosis], float, bool, str]:
+    """The ``top_k`` diseases for the case's findings, with confidences and evidence; the top score; whether
+    the scores separate the diseases at all (all equal: the findings match nothing more than any other); and the
+    ranking used: ``fused`` (the model re-ranked the top K, the rest after) or ``phenotype``."""
     ranker, cfg = state.ranker, state.config.phenotype
     kb = ranker.kb
     terms = case_terms(kb, *case.ids())
     scores = ranker.score(terms.observed, terms.excluded if cfg.use_excluded else np.zeros(0, np.int64))
     probability = confidences(scores, cfg.confidence_temperature)
-    order = ranking(ranker, scores)[:top_k]
+    order = ranking(ranker, scores)
+    fused = fused_top(state, case, terms, scores)
+    if fused is not None:
+        positions, fused_confidence = fused
+        probability[positions] = fused_confidence  # the rest keep their phenotype confidence
+        order = np.concatenate([positions, order[len(positions) :]])
+    order = order[:top_k]
     differential = []
     for rank, j in enumerate(order, 1):
         matches = state.explainer.evidence(int(ranker.rows[j]), terms.observed, terms.excluded)
@@ -161,7 +186,7 @@ def rank_findings(state: ServeState, case: PhenotypeCase, top_k: int) -> tuple[l
                 term_evidence=[_evidence(kb, m) for m in matches],
             )
         )
-    return differential, float(scores[order[0]]), bool(np.ptp(scores) > 0)
+    return differential, float(scores.max()), bool(np.ptp(scores) > 0), "phenotype" if fused is None else "fused"
 
 
 def model_rationale(state: ServeState, case: PhenotypeCase, differential: list[Diagnosis]) -> tuple[str | None, int]:

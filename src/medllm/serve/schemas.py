@@ -133,7 +133,9 @@ class Diagnosis(BaseModel):
     icd10: str | None
     confidence: float = Field(
         description="phenotype ranking: softmax of the ranker's scores over every ranked disease "
-        "(phenotype.confidence_temperature); patient fields: share of the retrieval score among the candidates. "
+        "(phenotype.confidence_temperature); fused: softmax over the re-ranked top K of the fused score "
+        "(temperature fitted on dev cases), the rest their phenotype confidence; patient fields: share of the "
+        "retrieval score among the candidates. "
         "Neither is a calibrated probability yet"
     )
     score: float | None = Field(None, description="the phenotype ranker's score (null for the patient fields)")
@@ -144,9 +146,10 @@ class Diagnosis(BaseModel):
 
 class DiagnoseResponse(BaseModel):
     request_id: str
-    ranking: Literal["retrieval", "phenotype"] = Field(
+    ranking: Literal["retrieval", "phenotype", "fused"] = Field(
         description="retrieval: candidates retrieved for the patient fields, ordered by the model; "
-        "phenotype: every disease of the HPO knowledge base ranked from the findings"
+        "phenotype: every disease of the HPO knowledge base ranked from the findings; fused: that ranking's "
+        "top rerank.top_k re-ranked by the phenotype score fused with the model's log-likelihood, the rest after"
     )
     findings: list[RecognisedFinding] = Field(description="the HPO findings read from the request")
     age: float | None

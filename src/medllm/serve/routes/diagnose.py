@@ -122,14 +122,14 @@ def _confidence_notes(top_score: float, separated: bool, threshold: float | None
 def _hpo(case: phenotype.PhenotypeCase, top_k: int, state: ServeState) -> dict:
     """Every disease of the knowledge base ranked from the findings; the model's text as the rationale only."""
     refuse_injection(case.note)
-    differential, top_score, separated = phenotype.rank_findings(state, case, top_k)
+    differential, top_score, separated, used = phenotype.rank_findings(state, case, top_k)
     rationale, n_tokens = phenotype.model_rationale(state, case, differential)
     unavailable = "The model is unavailable: the differential is the phenotype ranking alone, without a rationale."
     low = _confidence_notes(top_score, separated, state.config.phenotype.low_confidence_below)
     notes = ([] if rationale is not None else [unavailable]) + low
     flags = red_flags(", ".join(f.label for f in case.findings if not f.excluded))
     return {
-        "ranking": "phenotype",
+        "ranking": used,
         "findings": case.findings,
         "differential": differential,
         "low_confidence": bool(low),
