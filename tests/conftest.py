@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import threading
 import time
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -265,3 +267,52 @@ def tiny_kb(hpo_dir) -> KnowledgeBase:
 def serve_kb(tmp_path_factory) -> KnowledgeBase:
     """The tiny HPO, built once for the API tests."""
     return build_knowledge_base(write_hpo(tmp_path_factory.mktemp("hpo")))
+
+
+# Phenopackets over the tiny HPO, for the phenopacket evaluation's tests.
+
+
+def phenopacket(case_id: str, disease: str, observed, excluded=()) -> dict:
+    """A GA4GH Phenopacket v2 document as phenopacket-store writes them."""
+    features = [{"type": {"id": t, "label": t}} for t in observed]
+    features += [{"type": {"id": t, "label": t}, "excluded": True} for t in excluded]
+    return {
+        "id": case_id,
+        "subject": {"id": case_id, "sex": "FEMALE", "timeAtLastEncounter": {"age": {"iso8601duration": "P5Y"}}},
+        "phenotypicFeatures": features,
+        "interpretations": [
+            {"id": case_id, "progressStatus": "SOLVED", "diagnosis": {"disease": {"id": disease, "label": disease}}}
+        ],
+        "diseases": [{"term": {"id": disease, "label": disease}}],
+        "metaData": {"created": "2024-01-01T00:00:00Z", "phenopacketSchemaVersion": "2.0"},
+    }
+
+
+CASES = [
+    phenopacket("p1", "OMIM:1", ["HP:0000003", "HP:0000006"]),
+    phenopacket("p2", "OMIM:1", ["HP:0000006"], ["HP:0000004"]),
+    phenopacket("p3", "OMIM:2", ["HP:0000002"], ["HP:0000006"]),
+    phenopacket("p4", "OMIM:2", ["HP:0000004"]),
+    phenopacket("p5", "OMIM:3", ["HP:0000006"]),
+    phenopacket("p6", "OMIM:404", ["HP:0000003"]),  # not in the knowledge base: a miss
+]
+
+
+@pytest.fixture
+def phenopacket_store(tmp_path):
+    """The cases in phenopacket-store's <cohort>/<case>.json layout, as a folder and as a zip."""
+    folder = tmp_path / "store"
+    for doc in CASES:
+        path = folder / doc["diseases"][0]["term"]["id"].replace(":", "_") / f"{doc['id']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc))
+    archive = tmp_path / "store.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in sorted(folder.rglob("*.json")):
+            out.write(path, path.relative_to(folder).as_posix())
+    return folder, archive
+
+
+def phenopacket_config(path, **eval_fields) -> Config:
+    fields = {"phenopackets": path, "phenopackets_part": "all", **eval_fields}
+    return Config(eval=fields, phenotype={"prefixes": ["OMIM:"], "ranker": "lirical", "use_excluded": True})

@@ -6,18 +6,20 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-import zipfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from conftest import CASES
+from conftest import phenopacket_config as config_for
 from medllm.config import DEFAULT_RECIPE, Config, PhenotypeConfig, load_config
 from medllm.data.phenopackets import PhenopacketCase, load_phenopackets, split_by_disease
 from medllm.errors import MedllmError
 from medllm.eval.diagnosis import score
 from medllm.eval.phenopackets import evaluate_cases, evaluate_phenopackets, methods, phenopackets_path, summarise
 from medllm.eval.report import render_report
+from medllm.eval.rerank import TEXT
 from medllm.eval.stats import wilson_interval
 from medllm.phenotype.lirical import LiricalRanker
 from medllm.phenotype.rank import rank_case
@@ -57,54 +59,8 @@ def test_wilson_interval():
 # ----------------------------------------------------------------------------- the medllm eval section
 
 
-def phenopacket(case_id: str, disease: str, observed, excluded=()) -> dict:
-    """A GA4GH Phenopacket v2 document as phenopacket-store writes them."""
-    features = [{"type": {"id": t, "label": t}} for t in observed]
-    features += [{"type": {"id": t, "label": t}, "excluded": True} for t in excluded]
-    return {
-        "id": case_id,
-        "subject": {"id": case_id, "sex": "FEMALE", "timeAtLastEncounter": {"age": {"iso8601duration": "P5Y"}}},
-        "phenotypicFeatures": features,
-        "interpretations": [
-            {"id": case_id, "progressStatus": "SOLVED", "diagnosis": {"disease": {"id": disease, "label": disease}}}
-        ],
-        "diseases": [{"term": {"id": disease, "label": disease}}],
-        "metaData": {"created": "2024-01-01T00:00:00Z", "phenopacketSchemaVersion": "2.0"},
-    }
-
-
-CASES = [
-    phenopacket("p1", "OMIM:1", ["HP:0000003", "HP:0000006"]),
-    phenopacket("p2", "OMIM:1", ["HP:0000006"], ["HP:0000004"]),
-    phenopacket("p3", "OMIM:2", ["HP:0000002"], ["HP:0000006"]),
-    phenopacket("p4", "OMIM:2", ["HP:0000004"]),
-    phenopacket("p5", "OMIM:3", ["HP:0000006"]),
-    phenopacket("p6", "OMIM:404", ["HP:0000003"]),  # not in the knowledge base: a miss
-]
-
-
-@pytest.fixture
-def store(tmp_path):
-    """The cases in phenopacket-store's <cohort>/<case>.json layout, as a folder and as a zip."""
-    folder = tmp_path / "store"
-    for doc in CASES:
-        path = folder / doc["diseases"][0]["term"]["id"].replace(":", "_") / f"{doc['id']}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc))
-    archive = tmp_path / "store.zip"
-    with zipfile.ZipFile(archive, "w") as out:
-        for path in sorted(folder.rglob("*.json")):
-            out.write(path, path.relative_to(folder).as_posix())
-    return folder, archive
-
-
-def config_for(path, **eval_fields) -> Config:
-    fields = {"phenopackets": path, "phenopackets_part": "all", **eval_fields}
-    return Config(eval=fields, phenotype={"prefixes": ["OMIM:"], "ranker": "lirical", "use_excluded": True})
-
-
-def test_every_case_is_ranked_by_every_method_and_misses_count(store, tiny_kb):
-    folder, archive = store
+def test_every_case_is_ranked_by_every_method_and_misses_count(phenopacket_store, tiny_kb):
+    folder, archive = phenopacket_store
     metrics, rows = evaluate_phenopackets(None, None, config_for(folder), [], kb=tiny_kb)
     assert metrics["n"] == 6 and metrics["ranked_diseases"] == 3 and "part" in metrics["protocol"]
     assert metrics["served"] == "LIRICAL-style, excluded findings used"
@@ -112,7 +68,9 @@ def test_every_case_is_ranked_by_every_method_and_misses_count(store, tiny_kb):
         "LIRICAL-style, excluded findings used",
         "LIRICAL-style, observed findings only",
         "Phenomizer-style (query), observed findings only",
+        TEXT,  # no model: only the model-free part of the re-rank evaluation
     }
+    assert metrics["rerank"] is None
     cases = load_phenopackets(folder).cases
     for name, (ranker, used) in methods(config_for(folder), tiny_kb)[0].items():
         summary = metrics["methods"][name]
@@ -134,8 +92,8 @@ def test_every_case_is_ranked_by_every_method_and_misses_count(store, tiny_kb):
     assert metrics["published"]["n"] == 5212 and "different case set" in metrics["published"]["source"]
 
 
-def test_part_is_disease_disjoint_and_max_cases_samples(store, tiny_kb):
-    folder, _ = store
+def test_part_is_disease_disjoint_and_max_cases_samples(phenopacket_store, tiny_kb):
+    folder, _ = phenopacket_store
     parts = split_by_disease(load_phenopackets(folder).cases)
     for part in ("validation", "test"):
         assert parts[part]
@@ -148,8 +106,8 @@ def test_part_is_disease_disjoint_and_max_cases_samples(store, tiny_kb):
     assert [r["id"] for r in again] == [r["id"] for r in rows]
 
 
-def test_served_method_follows_the_phenotype_config(store, tiny_kb):
-    folder, _ = store
+def test_served_method_follows_the_phenotype_config(phenopacket_store, tiny_kb):
+    folder, _ = phenopacket_store
     config = config_for(folder).model_copy(update={"phenotype": PhenotypeConfig(ranker="lirical", use_excluded=False)})
     assert methods(config, tiny_kb)[1] == "LIRICAL-style, observed findings only"
     config = config.model_copy(update={"phenotype": PhenotypeConfig(ranker="phenomizer", phenomizer_mode="funsimavg")})
@@ -169,8 +127,8 @@ def test_bad_input_names_the_field_or_file(tmp_path, tiny_kb):
         evaluate_phenopackets(None, None, config_for(tmp_path / "one", phenopackets_part="test"), [], kb=tiny_kb)
 
 
-def test_report_section_lists_methods_served_and_the_cited_anchors(store, tiny_kb):
-    result, _ = evaluate_phenopackets(None, None, config_for(store[0]), [], kb=tiny_kb)
+def test_report_section_lists_methods_served_and_the_cited_anchors(phenopacket_store, tiny_kb):
+    result, _ = evaluate_phenopackets(None, None, config_for(phenopacket_store[0]), [], kb=tiny_kb)
     conditions = {"retrieval": score([["a"]], ["a"], ["hpo"])}
     base = {"model": "m", "adapter": None, "n": 1, "vocabulary_size": 1, "num_candidates": 1, "retriever": "bm25"}
     report = render_report({**base, "protocol": "p", "conditions": conditions, "phenopackets": result}, []).splitlines()

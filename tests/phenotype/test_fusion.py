@@ -58,7 +58,7 @@ def test_weight_zero_keeps_the_phenotype_order_even_with_ties():
 def test_the_temperature_fit_lowers_the_nll_and_skips_cases_beyond_the_k():
     data = cases("informative")
     overconfident = Fusion(5.0)
-    fitted = fit_temperature(overconfident, data + [ScoredCase(np.zeros(10), np.zeros(10), np.ones(10), None)])
+    fitted = fit_temperature(overconfident, [*data, ScoredCase(np.zeros(10), np.zeros(10), np.ones(10), None)])
     assert fitted.weight == overconfident.weight and fitted.temperature > 1
     assert nll(fitted, data) < nll(overconfident, data) - 0.5
     probs = fitted.confidences(data[0])

@@ -30,7 +30,8 @@ def test_a_set_weight_serves_the_fused_order_with_the_fitted_temperature(make_cl
     body = client.post("/v1/diagnose", json=BODY).json()
     assert body["ranking"] == "fused" and body["rationale"] is not None  # the model still writes the rationale
     assert len(calls) == 1 and sorted(calls[0][1]) == sorted(f"{d['name']}\n" for d in body["differential"])
-    assert "- Disease three: explains B1; not A1\n" in calls[0][0][1]["content"]  # the candidates are shown with their evidence
+    # the candidates are shown with their evidence
+    assert "- Disease three: explains B1; not A1\n" in calls[0][0][1]["content"]
     ranked = [d["disease_id"] for d in body["differential"]]
     assert ranked == ["OMIM:2", "OMIM:1", "OMIM:3", "ORPHA:9"]  # 2 * (-1 - -5) outweighs its phenotype z-score
     phenotype = np.array(

@@ -43,8 +43,10 @@ class Fusion:
     per_token: bool = False  # the model's log-likelihood divided by its number of tokens
 
     def scores(self, case: ScoredCase) -> np.ndarray:
-        # all-equal phenotype scores have no spread: z is 0 (scipy gives NaN)
-        z = np.nan_to_num(zscore(np.asarray(case.phenotype, dtype=float)))
+        phenotype = np.asarray(case.phenotype, dtype=float)
+        # (nearly) equal phenotype scores have no spread to standardise: z is 0 (scipy gives NaN or noise)
+        flat = np.ptp(phenotype) <= 1e-9 * (1 + np.abs(phenotype).max())
+        z = np.zeros_like(phenotype) if flat else zscore(phenotype)
         model = case.loglik / case.tokens if self.per_token else case.loglik
         return z + self.weight * np.asarray(model, dtype=float)
 
