@@ -8,7 +8,9 @@ import pytest
 from conftest import phenopacket_config as config_for
 from medllm.config import Config, ModelConfig
 from medllm.data.phenopackets import load_phenopackets
+from medllm.eval.diagnosis import score
 from medllm.eval.phenopackets import evaluate_cases, evaluate_phenopackets
+from medllm.eval.report import render_report
 from medllm.eval.rerank import PHENOTYPE, TEXT, case_text, prepare, text_results
 from medllm.phenotype.findings import case_ids, recognise
 from medllm.phenotype.rank import load_ranker
@@ -66,3 +68,9 @@ def test_rerankers_are_fitted_on_dev_scored_on_the_part_and_saved(phenopacket_st
     saved = json.loads(config.run.rerank.read_text())
     assert set(saved["fits"]) == {"base", "finetuned"} and saved["adapter"] == str(config.run.adapter)
     assert saved["dev_n"] == rerank["fit_n"] > 0
+    conditions = {"retrieval": score([["a"]], ["a"], ["hpo"])}
+    base = {"model": "m", "adapter": None, "n": 1, "vocabulary_size": 1, "num_candidates": 1, "retriever": "bm25"}
+    report = render_report({**base, "protocol": "p", "conditions": conditions, "phenopackets": metrics}, [])
+    for name in names:  # each re-ranker: a row of the table and a line with its fit and paired test
+        assert f"| {name} | {metrics['n']} |" in report
+        assert f"- {name}: log-likelihood " in report and "exact McNemar p = " in report

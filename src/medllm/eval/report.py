@@ -316,11 +316,29 @@ def _phenopackets(result: dict) -> list[str]:
         "diseases. Coverage: share of cases whose diagnosis is among the ranked diseases (the others are misses).",
         "",
         *table(header, rows),
+        *_rerank(result.get("rerank")),
         "",
         f"For orientation only: {published['source']}; top-k in %.",
         "",
         *table(["method (published)", "top-1 %", "top-3 %", "top-10 %"], anchors),
     ]
+
+
+def _rerank(rerank: dict | None) -> list[str]:
+    """Each re-ranker's fitted fusion, its calibration and its paired test against the phenotype ranking."""
+    if not rerank:
+        return []
+    lines = ["", f"Re-rankers: {rerank['protocol']}.", ""]
+    for block in rerank["models"].values():
+        fusion, paired, dev = block["fusion"], block["vs_phenotype_top1"], block["dev_top1_hits"]
+        lines.append(
+            f"- {block['method']}: log-likelihood {'per token' if fusion['per_token'] else 'summed'}, "
+            f"temperature {fusion['temperature']:.3g}; dev top-1 hits {dev['fused']} fused vs {dev['phenotype']} "
+            f"phenotype (n = {rerank['fit_n']}); ECE {block['calibration']['ece']:.3f}; top-1 vs the phenotype "
+            f"ranking {100 * paired['difference']:+.1f} points, exact McNemar p = {paired['p_value']:.3g} "
+            f"({paired['only_first']} vs {paired['only_second']} discordant, n = {paired['n']})"
+        )
+    return lines
 
 
 def _figures(figures: dict[str, str]) -> list[str]:

@@ -35,7 +35,7 @@ SECTIONS = {
     "qa": (lambda cfg: cfg.qa_source, evaluate_qa),
     "phenopackets": (lambda cfg: cfg.phenopackets, evaluate_phenopackets),
 }
-MODEL_FREE = {"phenopackets"}  # sections that score no model (their evaluator is given model=None when none is)
+MODEL_FREE = {"phenopackets"}  # sections that need no model (given model=None when none is loaded for the others)
 
 
 def _prediction_files(section: str, rows: list[dict] | dict[str, list[dict]]) -> dict[str, list[dict]]:
