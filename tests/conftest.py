@@ -71,6 +71,8 @@ def small_config(tmp_path: Path, model: str, **overrides) -> Config:
         "eval.benchmarks": ["mmlu_medical"],
         "eval.benchmark_max_items": 8,
         "eval.conditions": ["retrieval", "base_rag", "finetuned_rag", "base_closed_book"],
+        "eval.phenopackets_max_cases": 8,
+        "rerank.fit_max_cases": 4,
     }
     base.update(overrides)
     return load_config(DEFAULT_RECIPE, base)

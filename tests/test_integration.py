@@ -39,6 +39,10 @@ def test_embedded_model_end_to_end(tmp_path, capsys):
         "8",
         "--train.eval_accuracy_samples",
         "4",
+        "--eval.phenopackets_max_cases",
+        "8",
+        "--rerank.fit_max_cases",
+        "4",
     ]
     assert main(["demo", *overrides]) == 0
     metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())

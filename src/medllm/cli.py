@@ -87,7 +87,7 @@ def run_eval(config: Config, adapter: Path | None = None) -> dict:
         print(f"  {name:<18} top-1 {block['top1']['accuracy']:6.1%}   top-5 {block['top5']['accuracy']:6.1%}")
     real = metrics.get("phenopackets")
     if real:
-        print(f"real published cases ({real['source']['part']} part, phenotype only): n={real['n']}")
+        print(f"real published cases ({real['source']['part']} part): n={real['n']}")
         for name, s in real["methods"].items():
             served = "  (served)" if name == real["served"] else ""
             print(f"  {name:<50} top-1 {s['top1']:6.1%}   top-10 {s['top10']:6.1%}{served}")

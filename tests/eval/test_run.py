@@ -64,3 +64,8 @@ def test_all_conditions_on_a_tiny_model(tiny_dataset):
     assert real["n"] == real["methods"][real["served"]]["n"] > 0 and real["source"]["part"] == "test"
     assert len((out / "phenopackets_predictions.jsonl").read_text().splitlines()) == real["n"]
     assert "## Real published cases (phenopackets)" in report
+    # the model re-ranking the served ranking's top K: both models fitted on dev cases and saved for serve
+    rerank = real["rerank"]
+    assert set(rerank["models"]) == {"base", "finetuned"} and rerank["fit_n"] == 4
+    assert all(block["method"] in real["methods"] for block in rerank["models"].values())
+    assert set(json.loads(tiny_dataset.run.rerank.read_text())["fits"]) == {"base", "finetuned"}
