@@ -146,7 +146,9 @@ class PhenotypeConfig(_Section):
     excluded_penalty: float = Field(0.0, ge=0)  # an excluded finding the disease has (Phenomizer)
     use_excluded: bool = True  # excluded findings count as absent (both rankers)
     prefixes: list[Literal["OMIM:", "ORPHA:"]] = ["OMIM:", "ORPHA:"]
-    low_confidence_below: float | None = None  # top score under which a differential is flagged (fit on validation)
+    # best score under which a differential is flagged as not fitting: fitted on the phenopacket dev part by
+    # benchmarks/low_confidence.py (Youden's J for "the diagnosis is not in the top 10"); None turns it off
+    low_confidence_below: float | None = 2.24
     # softmax temperature turning the ranker's scores into the differential's confidences (1.0 until fitted)
     confidence_temperature: float = Field(1.0, gt=0)
 

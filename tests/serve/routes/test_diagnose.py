@@ -58,8 +58,14 @@ A, A1, B, B1 = "HP:0000002", "HP:0000003", "HP:0000005", "HP:0000006"
 
 
 # The hand-worked scores in this file are plain Resnik (query mode); the default's frequency weight, size penalty and
-# NOT-annotation gain have their own hand-worked tests in tests/phenotype/test_phenomizer_params.py.
-PLAIN_RESNIK = {"phenomizer_frequency_weight": 0.0, "phenomizer_size_penalty": 0.0, "excluded_match_gain": 0.0}
+# NOT-annotation gain have their own hand-worked tests in tests/phenotype/test_phenomizer_params.py. The default
+# low-confidence threshold is fitted to the full HPO's scores, so these tiny-ontology tests set their own.
+PLAIN_RESNIK = {
+    "phenomizer_frequency_weight": 0.0,
+    "phenomizer_size_penalty": 0.0,
+    "excluded_match_gain": 0.0,
+    "low_confidence_below": None,
+}
 
 
 @pytest.fixture
