@@ -224,9 +224,12 @@ class EvalConfig(_Section):
 class ServeConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_API_PORT, ge=1, le=65535)
-    backend: Literal["transformers", "ollama"] = "transformers"
+    backend: Literal["transformers", "ollama", "openai"] = "transformers"
     ollama_url: str = DEFAULT_OLLAMA_URL
     ollama_model: str | None = None
+    openai_base_url: str | None = None  # backend openai: the server's OpenAI API root, e.g. http://127.0.0.1:8080/v1
+    openai_model: str | None = None  # backend openai: the served model's name (None: the first the server lists)
+    openai_api_key_env: str | None = "OPENAI_API_KEY"  # backend openai: environment variable holding its key
     similar_cases: int = Field(3, ge=0)
     api_key_env: str | None = "MEDLLM_API_KEY"
     max_new_tokens: int = Field(128, ge=1)

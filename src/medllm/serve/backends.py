@@ -1,8 +1,9 @@
-"""The model behind the API: in-process transformers, or an Ollama server over HTTP."""
+"""The model behind the API: in-process transformers, an Ollama server, or any OpenAI-compatible server."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,9 +129,75 @@ class OllamaEngine:
             raise BackendError(f"Ollama at {self._url} (model {self.name}): {exc}") from None
 
 
+class OpenAIEngine:
+    """A model behind any OpenAI-compatible server (vLLM, llama.cpp's server, TGI, LM Studio, Ollama's ``/v1``),
+    through the official ``openai`` client: greedy chat completions, whole or streamed."""
+
+    def __init__(self, base_url: str, model: str | None, max_new_tokens: int, timeout_s: float, api_key: str | None):
+        import openai
+
+        # servers that need no key still want the header: "none" is what their docs use
+        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0)
+        self._errors = (openai.OpenAIError,)
+        self._url, self._model = base_url, model
+        self.adapter, self.max_new_tokens = None, max_new_tokens
+
+    @property
+    def name(self) -> str:
+        return self._model or "(the server's first model)"
+
+    def _fail(self, exc: Exception) -> BackendError:
+        return BackendError(f"OpenAI-compatible server at {self._url} (model {self.name}): {exc}")
+
+    def ready(self) -> bool:
+        """The server answers and serves the model (the first one it lists when none was named)."""
+        try:
+            served = [m.id for m in self._client.models.list()]
+        except self._errors:
+            return False
+        if self._model is None and served:
+            self._model = served[0]
+        return self._model in served
+
+    def _call(self, messages: list[dict], max_new_tokens: int | None, stream: bool):
+        if self._model is None and not self.ready():
+            raise BackendError(f"OpenAI-compatible server at {self._url}: no model is served or it cannot be reached")
+        limit = min(max_new_tokens or self.max_new_tokens, self.max_new_tokens)
+        try:
+            return self._client.chat.completions.create(
+                model=self._model, messages=messages, max_tokens=limit, temperature=0, stream=stream
+            )
+        except self._errors as exc:
+            raise self._fail(exc) from None
+
+    def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]:
+        reply = self._call(messages, max_new_tokens, stream=False)
+        try:
+            text = reply.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise self._fail(ValueError(f"not a chat completion ({exc})")) from None
+        usage = getattr(reply, "usage", None)
+        return text.strip(), (usage.completion_tokens if usage and usage.completion_tokens else 0)
+
+    def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
+        try:
+            for chunk in self._call(messages, max_new_tokens, stream=True):
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        except self._errors as exc:
+            raise self._fail(exc) from None
+
+
 def load_backend(config: Config, adapter: Path | None = None) -> Backend:
-    """The model behind the API: ``serve.backend`` transformers (+ adapter) or ollama."""
+    """The model behind the API: ``serve.backend`` transformers (+ adapter), ollama or openai."""
     cfg = config.serve
+    if cfg.backend == "openai":
+        if not cfg.openai_base_url:
+            raise MedllmError(
+                "serve.backend openai needs serve.openai_base_url (e.g. --base-url http://127.0.0.1:8080/v1)"
+            )
+        key = os.environ.get(cfg.openai_api_key_env) if cfg.openai_api_key_env else None
+        return OpenAIEngine(cfg.openai_base_url, cfg.openai_model, cfg.max_new_tokens, cfg.timeout_s, key)
     if cfg.backend == "ollama":
         if not cfg.ollama_model:
             raise MedllmError("serve.backend ollama needs serve.ollama_model (e.g. --serve.ollama_model you/medllm)")
