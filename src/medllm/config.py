@@ -236,6 +236,8 @@ class ServeConfig(_Section):
     timeout_s: float = Field(60.0, gt=0)
     max_request_bytes: int = Field(65536, ge=1024)
     max_pending: int = Field(4, ge=1)
+    max_batch: int = Field(4, ge=1)  # transformers backend: concurrent requests generated in one padded batch
+    batch_wait_ms: float = Field(10.0, ge=0)  # how long a batch waits for more requests before it runs
     cors_origins: list[str] = []
     audit_log: Path | None = None
 

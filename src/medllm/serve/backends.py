@@ -36,7 +36,8 @@ class Backend(Protocol):
 
 @dataclass
 class Engine:
-    """The model loaded in-process (transformers); one generation at a time."""
+    """The model loaded in-process (transformers): concurrent requests generate in padded batches of up to
+    ``max_batch`` (:class:`~medllm.serve.batching.GenerationBatcher`); streams run one at a time."""
 
     model: object
     tokenizer: object
@@ -44,35 +45,55 @@ class Engine:
     adapter: str | None
     max_new_tokens: int
     timeout_s: float
+    max_batch: int = 1
+    batch_wait_s: float = 0.01
 
     def __post_init__(self):
+        from medllm.serve.batching import GenerationBatcher
+
         self._lock = threading.Lock()
+        self.batcher = GenerationBatcher(self._generate_batch, self.max_batch, self.batch_wait_s)
 
     def ready(self) -> bool:
         return True
 
-    def _inputs(self, messages: list[dict]):
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.model.device)
+    def _inputs(self, messages: list[dict] | list[list[dict]]):
+        batch = [messages] if messages and isinstance(messages[0], dict) else messages
+        texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch]
+        return self.tokenizer(
+            texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+        ).to(self.model.device)
 
-    def _kwargs(self, max_new_tokens: int | None) -> dict:
+    def _limit(self, max_new_tokens: int | None) -> int:
+        return min(max_new_tokens or self.max_new_tokens, self.max_new_tokens)
+
+    def _kwargs(self, max_new_tokens: int) -> dict:
         return {
-            "max_new_tokens": min(max_new_tokens or self.max_new_tokens, self.max_new_tokens),
+            "max_new_tokens": max_new_tokens,
             "do_sample": False,
             "max_time": self.timeout_s,
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": self.tokenizer.eos_token_id,
         }
 
-    def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]:
-        """The answer text and its number of tokens."""
+    def _generate_batch(self, batch: list[list[dict]], limits: list[int]) -> list[tuple[str, int]]:
+        """Greedy answers of a left-padded batch, each cut to its own token limit and first end-of-sequence."""
         import torch
 
-        inputs = self._inputs(messages)
+        inputs = self._inputs(batch)
         with self._lock, torch.inference_mode():
-            output = self.model.generate(**inputs, **self._kwargs(max_new_tokens))
-        new = output[0, inputs["input_ids"].shape[1] :]
-        return self.tokenizer.decode(new, skip_special_tokens=True).strip(), len(new)
+            output = self.model.generate(**inputs, **self._kwargs(max(limits)))
+        answers = []
+        for row, limit in zip(output[:, inputs["input_ids"].shape[1] :].tolist(), limits):
+            row = row[:limit]
+            if self.tokenizer.eos_token_id in row:
+                row = row[: row.index(self.tokenizer.eos_token_id) + 1]
+            answers.append((self.tokenizer.decode(row, skip_special_tokens=True).strip(), len(row)))
+        return answers
+
+    def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]:
+        """The answer text and its number of tokens (generated in a batch with any concurrent requests)."""
+        return self.batcher.submit(messages, self._limit(max_new_tokens))
 
     def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
         from transformers import TextIteratorStreamer
@@ -82,7 +103,7 @@ class Engine:
 
         def run():
             with self._lock:
-                self.model.generate(**inputs, **self._kwargs(max_new_tokens), streamer=streamer)
+                self.model.generate(**inputs, **self._kwargs(self._limit(max_new_tokens)), streamer=streamer)
 
         threading.Thread(target=run, daemon=True).start()
         yield from streamer
@@ -215,4 +236,6 @@ def load_backend(config: Config, adapter: Path | None = None) -> Backend:
         adapter=str(adapter) if use_adapter else None,
         max_new_tokens=cfg.max_new_tokens,
         timeout_s=cfg.timeout_s,
+        max_batch=cfg.max_batch,
+        batch_wait_s=cfg.batch_wait_ms / 1000,
     )
