@@ -148,7 +148,7 @@ class PhenotypeConfig(_Section):
     prefixes: list[Literal["OMIM:", "ORPHA:", "ICD10:"]] = ["OMIM:", "ORPHA:", "ICD10:"]
     # Pretest prior (medllm.phenotype.pretest): weight × (log prevalence class − age / sex mismatch) is added to
     # the score; weight chosen on the phenopacket dev part and the tuning vignettes (benchmarks/common_vignettes.py).
-    prior_weight: float = Field(0.0, ge=0)
+    prior_weight: float = Field(0.1, ge=0)
     prior_age_mismatch: float = Field(4.6, ge=0)  # nats lost outside the disease's ages (ln 100)
     prior_sex_mismatch: float = Field(13.8, ge=0)  # nats lost for a disease limited to the other sex (ln 1e6)
     low_confidence_below: float | None = None  # top score under which a differential is flagged (fit on validation)

@@ -103,9 +103,13 @@ def clinosim_rows(kb: KnowledgeBase, lexicon=None) -> list[DiseaseAnnotations]:
 
 
 def _check_entry(entry: dict, where: str) -> None:
+    import simple_icd_10_cm as icd
+
     for key in ("name", "icd10", "prevalence", "findings", "source"):
         if not entry.get(key):
             raise MedllmError(f"{where}: field '{key}' missing")
+    if not icd.is_valid_item(str(entry["icd10"])):
+        raise MedllmError(f"{where}: icd10 {entry['icd10']!r} is not a code of ICD-10-CM")
     if entry["prevalence"] not in PREVALENCE_CLASSES:
         raise MedllmError(f"{where}: prevalence must be one of {', '.join(PREVALENCE_CLASSES)}")
     if entry.get("sex") not in (None, "female", "male"):

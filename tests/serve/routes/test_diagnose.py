@@ -273,3 +273,27 @@ def test_bad_findings_are_a_422_naming_the_field_or_the_id(make_client, payload,
     response = client.post("/v1/diagnose", json=payload)
     assert response.status_code == 422, response.text
     assert words in response.json()["detail"]
+
+
+def test_a_red_flag_names_its_emergency_in_the_differential(make_client, tmp_path):
+    """ACS fires: its disease row (ICD10:I21.9, here annotated to B only) joins the differential with its flag."""
+    import yaml
+
+    from medllm.config import PhenotypeConfig
+    from medllm.phenotype.rank import load_ranker
+
+    entry = {"name": "Acute myocardial infarction", "icd10": "I21.9", "prevalence": "common",
+             "findings": {"B": 0.5}, "source": "a test"}  # fmt: skip
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"diseases": [entry]}))
+    kb = build_knowledge_base(write_hpo(tmp_path / "hpo"), common=tmp_path / "t.yaml")
+    client = make_client(ranker=load_ranker(PhenotypeConfig(prior_weight=0.0), kb))
+    case = {"age": 60, "sex": "male", "symptoms": ["A1", "chest pain radiating to the left arm", "sweating"]}
+    body = client.post("/v1/diagnose", json={**case, "top_k": 2}).json()
+    assert body["red_flags"][0]["rule"] == "acute_coronary_syndrome"
+    assert body["red_flags"][0]["disease"] == "ICD10:I21.9"
+    first, emergency = body["differential"]
+    assert first["disease_id"] in ("OMIM:1", "ORPHA:9") and first["red_flag"] is None  # the best match kept
+    assert emergency["disease_id"] == "ICD10:I21.9" and emergency["icd10"] == "I21.9"
+    assert emergency["red_flag"] == "acute_coronary_syndrome" and emergency["rank"] > 2  # it ranks lower
+    calm = client.post("/v1/diagnose", json={**case, "symptoms": ["A1"], "top_k": 2}).json()
+    assert "ICD10:I21.9" not in [d["disease_id"] for d in calm["differential"]]
