@@ -28,18 +28,19 @@ from medllm.data.phenopackets import load_phenopackets, split_by_disease
 from medllm.io import atomic_write_json
 from medllm.markdown import table
 from medllm.phenotype.kb import load_knowledge_base
-from medllm.phenotype.rank import case_terms, load_ranker, rank_of
+from medllm.phenotype.rank import case_scores, case_terms, id_positions, load_ranker, rank_of
 
 SAMPLE = Path("/work/shared/phenopackets/phenopacket-store-dev.zip")
 
 
 def top_scores_and_ranks(ranker, cases, use_excluded: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Each case's best disease score and the rank of its diagnosis (inf when not ranked)."""
-    position = {d: i for i, d in enumerate(ranker.kb.disease_ids[ranker.rows].tolist())}
+    """Each case's best disease score (its age and sex in the prior) and the rank of its diagnosis (inf when not
+    ranked)."""
+    position = id_positions(ranker)
     tops, ranks = [], []
     for case in cases:
         terms = case_terms(ranker.kb, case.observed, case.excluded if use_excluded else ())
-        scores = ranker.score(terms.observed, terms.excluded)
+        scores = case_scores(ranker, terms, case.age_years, case.sex)
         targets = [position[d] for d in case.disease_ids if d in position]
         tops.append(float(scores.max()))
         ranks.append(min((rank_of(scores, t) for t in targets), default=np.inf))

@@ -145,10 +145,15 @@ class PhenotypeConfig(_Section):
     excluded_match_gain: float = Field(0.3, ge=0)  # an excluded finding the disease is annotated NOT to
     excluded_penalty: float = Field(0.0, ge=0)  # an excluded finding the disease has (Phenomizer)
     use_excluded: bool = True  # excluded findings count as absent (both rankers)
-    prefixes: list[Literal["OMIM:", "ORPHA:"]] = ["OMIM:", "ORPHA:"]
+    prefixes: list[Literal["OMIM:", "ORPHA:", "ICD10:"]] = ["OMIM:", "ORPHA:", "ICD10:"]
+    # Pretest prior (medllm.phenotype.pretest): weight × (log prevalence class − age / sex mismatch) is added to
+    # the score; weight chosen on the phenopacket dev part and the tuning vignettes (benchmarks/common_vignettes.py).
+    prior_weight: float = Field(0.1, ge=0)
+    prior_age_mismatch: float = Field(4.6, ge=0)  # nats lost outside the disease's ages (ln 100)
+    prior_sex_mismatch: float = Field(13.8, ge=0)  # nats lost for a disease limited to the other sex (ln 1e6)
     # best score under which a differential is flagged as not fitting: fitted on the phenopacket dev part by
     # benchmarks/low_confidence.py (Youden's J for "the diagnosis is not in the top 10"); None turns it off
-    low_confidence_below: float | None = 2.24
+    low_confidence_below: float | None = 2.17
     # softmax temperature turning the ranker's scores into the differential's confidences (1.0 until fitted)
     confidence_temperature: float = Field(1.0, gt=0)
 
