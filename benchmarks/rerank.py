@@ -34,7 +34,7 @@ from medllm.eval.stats import calibration, paired_comparison, wilson_interval
 from medllm.models import load_model, load_tokenizer
 from medllm.phenotype.fusion import fit
 from medllm.phenotype.kb import load_knowledge_base
-from medllm.phenotype.rank import case_terms, load_ranker, ranking
+from medllm.phenotype.rank import case_scores, case_terms, load_ranker, ranking
 
 SHARED = Path("/work/shared/phenopackets/phenopacket-store-dev.zip")
 
@@ -49,7 +49,7 @@ def _timing(model, tokenizer, ranker, cases, ks) -> dict:
     for case in cases:
         start = time.perf_counter()
         terms = case_terms(ranker.kb, case.observed, case.excluded)
-        ranking(ranker, ranker.score(terms.observed, terms.excluded))
+        ranking(ranker, case_scores(ranker, terms, case.age_years, case.sex))
         alone.append(time.perf_counter() - start)
     out = {"n": len(cases), "phenotype_alone_s": float(np.median(alone))}
     for k in ks:

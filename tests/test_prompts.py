@@ -57,3 +57,16 @@ def test_closed_book_prompt_has_no_candidates():
     assert "- Flu\n- Cold\n" in with_candidates[-1]["content"]
     assert "Candidate" not in closed[-1]["content"]
     assert with_candidates[0]["role"] == "system"
+
+
+def test_rerank_prompt_lists_each_candidate_with_its_evidence():
+    from medllm.prompts import CandidateEvidence, rerank_answer, rerank_messages
+
+    candidates = [
+        CandidateEvidence("Marfan syndrome", matched=("Arachnodactyly",), against=("Ectopia lentis",)),
+        CandidateEvidence("Homocystinuria", unexplained=("Arachnodactyly",)),
+    ]
+    user = rerank_messages("A tall boy.", candidates)[1]["content"]
+    assert "- Marfan syndrome: explains Arachnodactyly; but has Ectopia lentis, which the patient lacks\n" in user
+    assert "- Homocystinuria: explains none of the findings; not Arachnodactyly\n" in user
+    assert rerank_answer("Marfan syndrome").split("\n")[0] == "Marfan syndrome"

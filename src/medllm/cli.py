@@ -5,6 +5,7 @@
     medllm train [--config RECIPE] [--resume | --overwrite] [overrides]
     medllm eval  [--config RECIPE] [--adapter DIR] [overrides]
     medllm serve [--config RECIPE] [--adapter DIR] [--backend ollama --ollama-url URL --ollama-model NAME]
+                 [--backend openai --base-url URL [--model NAME]]
     medllm ui    [--api-url URL] [--port N]                     the clinician UI
     medllm demo  [--config RECIPE] [overrides]     data → train → eval
     medllm export [--config RECIPE] [--adapter DIR | --base-model] [overrides]   GGUF + Ollama model
@@ -184,9 +185,11 @@ COMMANDS: dict[str, tuple[Callable, list[tuple[tuple[str, ...], dict]]]] = {
         run_serve,
         [
             ADAPTER_OPTION,
-            _option("--backend", dest="serve.backend", choices=["transformers", "ollama"]),
+            _option("--backend", dest="serve.backend", choices=["transformers", "ollama", "openai"]),
             _option("--ollama-url", dest="serve.ollama_url", metavar="URL"),
             _option("--ollama-model", dest="serve.ollama_model", metavar="NAME"),
+            _option("--base-url", dest="serve.openai_base_url", metavar="URL", help="openai backend: its /v1 root"),
+            _option("--model", dest="serve.openai_model", metavar="NAME", help="openai backend: model name"),
         ],
     ),
     "ui": (

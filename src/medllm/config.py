@@ -145,8 +145,15 @@ class PhenotypeConfig(_Section):
     excluded_match_gain: float = Field(0.3, ge=0)  # an excluded finding the disease is annotated NOT to
     excluded_penalty: float = Field(0.0, ge=0)  # an excluded finding the disease has (Phenomizer)
     use_excluded: bool = True  # excluded findings count as absent (both rankers)
-    prefixes: list[Literal["OMIM:", "ORPHA:"]] = ["OMIM:", "ORPHA:"]
-    low_confidence_below: float | None = None  # top score under which a differential is flagged (fit on validation)
+    prefixes: list[Literal["OMIM:", "ORPHA:", "ICD10:"]] = ["OMIM:", "ORPHA:", "ICD10:"]
+    # Pretest prior (medllm.phenotype.pretest): weight × (log prevalence class − age / sex mismatch) is added to
+    # the score; weight chosen on the phenopacket dev part and the tuning vignettes (benchmarks/common_vignettes.py).
+    prior_weight: float = Field(0.1, ge=0)
+    prior_age_mismatch: float = Field(4.6, ge=0)  # nats lost outside the disease's ages (ln 100)
+    prior_sex_mismatch: float = Field(13.8, ge=0)  # nats lost for a disease limited to the other sex (ln 1e6)
+    # best score under which a differential is flagged as not fitting: fitted on the phenopacket dev part by
+    # benchmarks/low_confidence.py (Youden's J for "the diagnosis is not in the top 10"); None turns it off
+    low_confidence_below: float | None = 2.17
     # softmax temperature turning the ranker's scores into the differential's confidences (1.0 until fitted)
     confidence_temperature: float = Field(1.0, gt=0)
 
@@ -234,15 +241,20 @@ class EvalConfig(_Section):
 class ServeConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_API_PORT, ge=1, le=65535)
-    backend: Literal["transformers", "ollama"] = "transformers"
+    backend: Literal["transformers", "ollama", "openai"] = "transformers"
     ollama_url: str = DEFAULT_OLLAMA_URL
     ollama_model: str | None = None
+    openai_base_url: str | None = None  # backend openai: the server's OpenAI API root, e.g. http://127.0.0.1:8080/v1
+    openai_model: str | None = None  # backend openai: the served model's name (None: the first the server lists)
+    openai_api_key_env: str | None = "OPENAI_API_KEY"  # backend openai: environment variable holding its key
     similar_cases: int = Field(3, ge=0)
     api_key_env: str | None = "MEDLLM_API_KEY"
     max_new_tokens: int = Field(128, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     max_request_bytes: int = Field(65536, ge=1024)
     max_pending: int = Field(4, ge=1)
+    max_batch: int = Field(4, ge=1)  # transformers backend: concurrent requests generated in one padded batch
+    batch_wait_ms: float = Field(10.0, ge=0)  # how long a batch waits for more requests before it runs
     cors_origins: list[str] = []
     audit_log: Path | None = None
 

@@ -19,24 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from medllm.phenotype.annotations import ONSET_AGES
 from medllm.phenotype.annotations import parse_frequency as annotated_frequency
 
 ONSET_ROOT = "HP:0003674"
 DEFAULT_FREQUENCY = 0.5
-# Onset terms → presenting age range in years (first match walking up the graph).
-ONSET_AGES = {
-    "HP:0030674": (0, 0),
-    "HP:0003577": (0, 0),
-    "HP:0003623": (0, 0.08),
-    "HP:0003593": (0.1, 1),
-    "HP:0011463": (1, 5),
-    "HP:0003621": (5, 15),
-    "HP:0410280": (0.1, 15),
-    "HP:0011462": (16, 40),
-    "HP:0003596": (40, 60),
-    "HP:0003584": (60, 80),
-    "HP:0003581": (16, 60),
-}
 X_LINKED_RECESSIVE = "HP:0001419"
 FEMALE_WORDS = ("ovar", "uter", "endometri", "pregnan", "menopaus", "cervical", "vagin", "polycystic ovary")
 MALE_WORDS = ("prostat", "testic", "erectile")

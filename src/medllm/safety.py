@@ -42,6 +42,7 @@ NOT_URGENT = re.compile(
 class RedFlag:
     rule: str
     message: str
+    disease: str | None = None  # the emergency's disease id in the phenotype knowledge base (RULE_DISEASES)
 
 
 VITAL_PATTERNS = {
@@ -254,6 +255,31 @@ RED_FLAG_RULES: tuple[tuple[str, str, Check], ...] = (
 )
 
 
+# Each rule's emergency as a disease of the phenotype knowledge base (ICD-10-CM rows of
+# medllm.phenotype.common), so that the differential names what a flag warns of; None where the
+# rule flags a sign or a risk rather than one disease.
+RULE_DISEASES: dict[str, str | None] = {
+    "acute_coronary_syndrome": "ICD10:I21.9",
+    "subarachnoid_haemorrhage": "ICD10:I60.9",
+    "stroke": "ICD10:I63.9",
+    "sepsis": "ICD10:A41.9",
+    "meningitis": "ICD10:G00.9",
+    "hypoxaemia": None,  # a sign of many diseases
+    "airway": None,  # a sign of many diseases
+    "anaphylaxis": "ICD10:T78.2XXA",
+    "gi_bleed": "ICD10:K92.2",
+    "suicide_risk": None,  # a risk, not a disease to rank
+    "ectopic_pregnancy": "ICD10:O00.90",
+    "pre_eclampsia": "ICD10:O14.90",
+    "diabetic_ketoacidosis": "ICD10:E10.10",
+    "pulmonary_embolism": "ICD10:I26.99",
+    "aortic_dissection": "ICD10:I71.00",
+    "cauda_equina": "ICD10:G83.4",
+    "testicular_torsion": "ICD10:N44.00",
+    "limb_ischaemia": "ICD10:I74.3",
+}
+
+
 def red_flags(text: str, vitals: dict | None = None) -> list[RedFlag]:
     """Emergencies suggested by ``text`` (symptoms, history, note) and ``vitals``: the rules of ``RED_FLAG_RULES``.
 
@@ -261,7 +287,7 @@ def red_flags(text: str, vitals: dict | None = None) -> list[RedFlag]:
     """
     t = text.lower()
     v = {**vitals_from_text(t), **{k: val for k, val in (vitals or {}).items() if val is not None}}
-    return [RedFlag(rule, message) for rule, message, check in RED_FLAG_RULES if check(t, v)]
+    return [RedFlag(rule, message, RULE_DISEASES[rule]) for rule, message, check in RED_FLAG_RULES if check(t, v)]
 
 
 INJECTION = re.compile(

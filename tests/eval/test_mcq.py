@@ -275,14 +275,41 @@ def test_evaluate_benchmarks_compares_models_on_the_same_sampled_items(tiny_llam
         evaluate_benchmarks(model, tokenizer, Config(eval=EvalConfig(benchmarks=["pubmedqa"])), ["base"])
 
 
-def test_loglikelihoods_are_float32_for_a_bf16_model(tiny_llama_dir, tiny):
-    """In bf16 a log-probability near -11 (a 49k vocabulary) is only resolved to 1/16, enough to flip a near-tie:
-    the scorer casts the logits to float32 before log_softmax, so it matches the float32 log_softmax of the
-    same bf16 logits."""
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_loglikelihoods_are_the_float32_log_softmax_of_the_models_logits(tiny_llama_dir, tiny, dtype):
+    """In bf16 a log-probability near -11 (a 49k vocabulary) is only resolved to 1/16, enough to tie or flip
+    near-equal choices: the scorer takes the float32 log-softmax of the logits the model returned, in a bf16
+    model too, never the bf16 one."""
     _, tokenizer = tiny
-    model = load_model(ModelConfig(name=str(tiny_llama_dir), dtype="bfloat16"))
-    assert model.dtype == torch.bfloat16
-    requests = [(f"Question {i}: which finding?\nAnswer:", f" {letter}") for i in range(6) for letter in "ABCD"]
+    model = load_model(ModelConfig(name=str(tiny_llama_dir), dtype=dtype))
+    assert model.dtype == getattr(torch, dtype)
+    forwards = {}
+    hook = model.register_forward_hook(
+        lambda _m, _a, kwargs, out: forwards.update({tuple(kwargs["input_ids"][0].tolist()): out.logits}),
+        with_kwargs=True,
+    )
+    requests = [(f"Question {i}: which finding?\nAnswer:", f" {letter}") for i in range(3) for letter in "ABCD"]
+    requests.append(("Chest pain with sweating suggests", " acute myocardial infarction"))
     scores = loglikelihoods(model, tokenizer, requests, batch_size=1)
-    direct = [direct_loglikelihood(model, tokenizer, c, x) for c, x in requests]
-    np.testing.assert_allclose(scores, direct, atol=2e-3)
+    hook.remove()
+    for (context, continuation), score in zip(requests, scores):
+        context_ids, target = encode_pair(tokenizer, context, continuation)
+        logits = forwards[tuple(context_ids + target[:-1])][0, -len(target) :]
+        rows = torch.arange(len(target)), torch.tensor(target)
+        assert score == torch.log_softmax(logits.float(), -1)[rows].sum().item()
+        if dtype == "bfloat16":
+            assert score != torch.log_softmax(logits, -1)[rows].float().sum().item()
+
+
+def test_exact_ties_count_as_wrong_not_as_choice_a(tiny, files, monkeypatch):
+    model, tokenizer = tiny
+    items = load_benchmark("medmcqa", files["medmcqa"])  # answers: A, then B
+    # A = B on the first (answer A), B = C on the second (answer B): an argmax would take A and B, right twice
+    tied = [-1.0, -1.0, -3.0, -4.0, -2.0, -0.5, -0.5, -9.0]
+    monkeypatch.setattr("medllm.eval.mcq.loglikelihoods", lambda *args, **kwargs: tied)
+    result = evaluate_mcq(model, tokenizer, items)
+    assert [(p["pred"], p["correct"]) for p in result["predictions"]] == [(None, False), (None, False)]
+    assert result["ties"] == 2 and result["acc"]["micro"]["value"] == 0
+    assert result["predictions"][0]["confidence"] == pytest.approx(np.exp(-1) / np.exp([-1, -1, -3, -4]).sum())
+    assert "tie for the top counting as wrong" in result["protocol"]
+    assert "exact tie (counted wrong): base 2." in report_lines({"base": result})[-1]

@@ -12,9 +12,14 @@ from conftest import small_config
 from medllm.export.recipe import export
 
 
-def random_adapter(model_dir: Path, out: Path, std: float) -> Path:
-    """A LoRA adapter with non-zero B weights, so merging changes the model."""
+def random_adapter(model_dir: Path, out: Path, std: float = 0.1, relative: float | None = None) -> Path:
+    """A LoRA adapter with non-zero B weights, so merging changes the model.
+
+    ``relative``: each B is rescaled so that its module's update has that RMS relative to the weight's,
+    as small as a trained adapter's update.
+    """
     from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(1)
@@ -22,9 +27,14 @@ def random_adapter(model_dir: Path, out: Path, std: float) -> Path:
         AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
         LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"),
     )
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=std)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, LoraLayer):
+                b = module.lora_B["default"].weight
+                torch.nn.init.normal_(b, std=std)
+                if relative is not None:
+                    rms = module.get_delta_weight("default").square().mean().sqrt()
+                    b.mul_(relative * module.base_layer.weight.square().mean().sqrt() / rms)
     model.save_pretrained(out)
     return out
 

@@ -1,4 +1,4 @@
-"""GGUF files: the round trip against the merged model, tensors and metadata, and the types accepted."""
+"""GGUF files: the round trip against base + unmerged adapter, tensors and metadata, and the types accepted."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def test_gguf_round_trip_within_tolerance(tiny_export):
         assert check["tokens_equal"] and check["relative"] <= TOLERANCE[type_name]
         assert check["conversion_max_abs_diff"] <= CONVERSION_TOLERANCE * check["max_abs_logit"]
     assert summary["gguf"]["q8_0"]["check"]["top1_agreement"] > 0.9
+    merged = summary["merged"]
+    assert merged["check"]["relative"] <= merged["tolerance_relative"] == TOLERANCE["f32"]
+    assert merged["check"]["top1_agreement"] == merged["check"]["greedy_equal"] == 1
     assert json.loads((out / "export.json").read_text()) == summary
 
 

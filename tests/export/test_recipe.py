@@ -287,6 +287,50 @@ def test_sentencepiece_llama2_export(tmp_path, tiny_llama2_dir):
     assert "Intended use" in (out / "README.md").read_text()
 
 
+def update_error(merged, base, exact) -> tuple[float, float]:
+    """Relative error of the LoRA update ``merged - base`` against ``exact - base`` over the updated weights,
+    and the fraction of updated entries that ``merged`` left at the base value."""
+    names = [n for n, w in exact.items() if w.ndim == 2 and not torch.equal(w, base[n])]
+    true = torch.cat([(exact[n] - base[n]).flatten() for n in names])
+    got = torch.cat([(merged[n].double() - base[n]).flatten() for n in names])
+    unchanged = torch.cat([(merged[n].double() == base[n]).flatten() for n in names])
+    return ((got - true).norm() / true.norm()).item(), unchanged[true != 0].double().mean().item()
+
+
+def test_export_merges_in_float32_whatever_model_dtype(tmp_path, tiny_llama2_dir, make_random_adapter):
+    """A trained-size LoRA update (0.3% of the weights' RMS) is below bf16's resolution: merged into the
+    model as loaded with model.dtype bfloat16, much of it rounds back to the base weights. The export
+    merges in float32 and checks merged/ and the GGUF against the base with its unmerged adapter."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base_dir = tmp_path / "base"  # a bf16 checkpoint, as real bases ship: exact in bf16 and in float32
+    shutil.copytree(tiny_llama2_dir, base_dir)
+    AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16).save_pretrained(base_dir)
+    adapter = make_random_adapter(base_dir, tmp_path / "adapter", relative=0.003)
+
+    def merged_in(dtype):
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload().state_dict()
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float64).state_dict()
+    exact = merged_in(torch.float64)
+    error, unchanged = update_error(merged_in(torch.bfloat16), base, exact)
+    assert error > 0.3 and unchanged > 0.2  # the old way: merged in the loaded bf16
+
+    overrides = {"export.gguf_types": ["f32"], "export.license": "llama2", "export.ollama_model": "a/dx"}
+    config = small_config(tmp_path, str(base_dir), **{"model.dtype": "bfloat16", **overrides})
+    summary = export(config, adapter=adapter)
+    out = config.output_dir / "export"
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged")
+    assert merged.dtype == torch.float32 and summary["merged"]["dtype"] == "float32"
+    error, unchanged = update_error(merged.state_dict(), base, exact)
+    assert error < 1e-4 and unchanged < 0.01
+    for check in (summary["merged"]["check"], summary["gguf"]["f32"]["check"]):
+        assert check["relative"] <= TOLERANCE["f32"] and check["top1_agreement"] == check["greedy_equal"] == 1
+    assert "`merged/` (safetensors, float32)" in (out / "README.md").read_text()
+
+
 @pytest.mark.integration
 def test_export_embedded_smollm2(tmp_path, make_random_adapter):
     from medllm.models import resolve_model_path

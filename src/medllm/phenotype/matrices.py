@@ -10,12 +10,12 @@ from medllm.phenotype.kb import PHENOTYPIC_ABNORMALITY, ROOT, KnowledgeBase
 
 
 def select_diseases(kb: KnowledgeBase, prefixes: tuple[str, ...] | None) -> np.ndarray:
-    """Row indices of the diseases whose id starts with one of ``prefixes`` (all when None)."""
+    """Row indices of the diseases with an id (their own or another) that starts with one of ``prefixes`` (all
+    when None)."""
     if prefixes is None:
         return np.arange(kb.n_diseases)
-    rows = np.flatnonzero(np.char.startswith(kb.disease_ids.astype(str), prefixes[0]))
-    for prefix in prefixes[1:]:
-        rows = np.union1d(rows, np.flatnonzero(np.char.startswith(kb.disease_ids.astype(str), prefix)))
+    prefixes = tuple(prefixes)
+    rows = np.array([r for r in range(kb.n_diseases) if any(i.startswith(prefixes) for i in kb.ids_of(r))], dtype=int)
     if not len(rows):
         raise MedllmError(f"no diseases with prefix {', '.join(prefixes)} in the knowledge base")
     return rows

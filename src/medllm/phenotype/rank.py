@@ -47,17 +47,39 @@ def ranking(ranker: Ranker, scores: np.ndarray) -> np.ndarray:
     return np.lexsort((ids, -scores))
 
 
+def id_positions(ranker: Ranker) -> dict[str, int]:
+    """Every disease id of the ranked diseases (merged ids too) → its position in ``ranker.rows``."""
+    at = {row: i for i, row in enumerate(ranker.rows.tolist())}
+    return {d: at[row] for d, row in ranker.kb.id_rows().items() if row in at}
+
+
 def rank_of(scores: np.ndarray, target: int) -> int:
     """1-based rank of position ``target`` with ties counted pessimistically (all tied diseases ahead)."""
     return int(np.sum(scores >= scores[target]))
 
 
+def case_scores(ranker: Ranker, terms: CaseTerms, age: float | None = None, sex: str | None = None) -> np.ndarray:
+    """Every ranked disease's score for the case; with a :class:`PriorRanker`, its pretest prior for age and sex."""
+    from medllm.phenotype.pretest import PriorRanker
+
+    if isinstance(ranker, PriorRanker):
+        return ranker.score(terms.observed, terms.excluded, age=age, sex=sex)
+    return ranker.score(terms.observed, terms.excluded)
+
+
 def rank_case(
-    ranker: Ranker, observed, excluded=(), use_excluded: bool = True, top: int | None = 10, strict: bool = False
+    ranker: Ranker,
+    observed,
+    excluded=(),
+    use_excluded: bool = True,
+    top: int | None = 10,
+    strict: bool = False,
+    age: float | None = None,
+    sex: str | None = None,
 ) -> list[RankedDisease]:
-    """The ``top`` diseases (all when None) for one case's HPO ids, best first."""
+    """The ``top`` diseases (all when None) for one case's HPO ids (and age and sex, for a prior), best first."""
     terms = case_terms(ranker.kb, observed, excluded if use_excluded else (), strict=strict)
-    scores = ranker.score(terms.observed, terms.excluded)
+    scores = case_scores(ranker, terms, age, sex)
     order = ranking(ranker, scores)[: top or None]
     kb = ranker.kb
     return [
@@ -69,15 +91,19 @@ def rank_case(
 
 
 def load_ranker(cfg: PhenotypeConfig, kb: KnowledgeBase | None = None) -> Ranker:
-    """The configured ranker over the (cached) knowledge base."""
+    """The configured ranker over the (cached) knowledge base, with the configured pretest prior."""
     from medllm.phenotype.lirical import LiricalRanker
     from medllm.phenotype.phenomizer import PhenomizerRanker
+    from medllm.phenotype.pretest import PriorParams, PriorRanker
 
     kb = kb if kb is not None else load_knowledge_base()
     prefixes = tuple(cfg.prefixes)
     if cfg.ranker == "lirical":
-        return LiricalRanker(kb, prefixes)
-    return PhenomizerRanker(kb, prefixes, mode=cfg.phenomizer_mode, params=phenomizer_params(cfg))
+        base = LiricalRanker(kb, prefixes)
+    else:
+        base = PhenomizerRanker(kb, prefixes, mode=cfg.phenomizer_mode, params=phenomizer_params(cfg))
+    prior = PriorParams(cfg.prior_weight, cfg.prior_age_mismatch, cfg.prior_sex_mismatch)
+    return PriorRanker(base, prior)
 
 
 def phenomizer_params(cfg: PhenotypeConfig):

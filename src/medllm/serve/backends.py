@@ -1,8 +1,9 @@
-"""The model behind the API: in-process transformers, or an Ollama server over HTTP."""
+"""The model behind the API: in-process transformers, an Ollama server, or any OpenAI-compatible server."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ class Backend(Protocol):
 
 @dataclass
 class Engine:
-    """The model loaded in-process (transformers); one generation at a time."""
+    """The model loaded in-process (transformers): concurrent requests generate in padded batches of up to
+    ``max_batch`` (:class:`~medllm.serve.batching.GenerationBatcher`); streams run one at a time."""
 
     model: object
     tokenizer: object
@@ -43,35 +45,55 @@ class Engine:
     adapter: str | None
     max_new_tokens: int
     timeout_s: float
+    max_batch: int = 1
+    batch_wait_s: float = 0.01
 
     def __post_init__(self):
+        from medllm.serve.batching import GenerationBatcher
+
         self._lock = threading.Lock()
+        self.batcher = GenerationBatcher(self._generate_batch, self.max_batch, self.batch_wait_s)
 
     def ready(self) -> bool:
         return True
 
-    def _inputs(self, messages: list[dict]):
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.model.device)
+    def _inputs(self, messages: list[dict] | list[list[dict]]):
+        batch = [messages] if messages and isinstance(messages[0], dict) else messages
+        texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch]
+        return self.tokenizer(
+            texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+        ).to(self.model.device)
 
-    def _kwargs(self, max_new_tokens: int | None) -> dict:
+    def _limit(self, max_new_tokens: int | None) -> int:
+        return min(max_new_tokens or self.max_new_tokens, self.max_new_tokens)
+
+    def _kwargs(self, max_new_tokens: int) -> dict:
         return {
-            "max_new_tokens": min(max_new_tokens or self.max_new_tokens, self.max_new_tokens),
+            "max_new_tokens": max_new_tokens,
             "do_sample": False,
             "max_time": self.timeout_s,
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": self.tokenizer.eos_token_id,
         }
 
-    def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]:
-        """The answer text and its number of tokens."""
+    def _generate_batch(self, batch: list[list[dict]], limits: list[int]) -> list[tuple[str, int]]:
+        """Greedy answers of a left-padded batch, each cut to its own token limit and first end-of-sequence."""
         import torch
 
-        inputs = self._inputs(messages)
+        inputs = self._inputs(batch)
         with self._lock, torch.inference_mode():
-            output = self.model.generate(**inputs, **self._kwargs(max_new_tokens))
-        new = output[0, inputs["input_ids"].shape[1] :]
-        return self.tokenizer.decode(new, skip_special_tokens=True).strip(), len(new)
+            output = self.model.generate(**inputs, **self._kwargs(max(limits)))
+        answers = []
+        for row, limit in zip(output[:, inputs["input_ids"].shape[1] :].tolist(), limits):
+            row = row[:limit]
+            if self.tokenizer.eos_token_id in row:
+                row = row[: row.index(self.tokenizer.eos_token_id) + 1]
+            answers.append((self.tokenizer.decode(row, skip_special_tokens=True).strip(), len(row)))
+        return answers
+
+    def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]:
+        """The answer text and its number of tokens (generated in a batch with any concurrent requests)."""
+        return self.batcher.submit(messages, self._limit(max_new_tokens))
 
     def loglikelihoods(self, messages: list[dict], answers: list[str]) -> list[tuple[float, int]]:
         """Each answer's log-likelihood (and token count) after ``messages``, in one batch: the re-ranker's input."""
@@ -88,7 +110,7 @@ class Engine:
 
         def run():
             with self._lock:
-                self.model.generate(**inputs, **self._kwargs(max_new_tokens), streamer=streamer)
+                self.model.generate(**inputs, **self._kwargs(self._limit(max_new_tokens)), streamer=streamer)
 
         threading.Thread(target=run, daemon=True).start()
         yield from streamer
@@ -135,9 +157,75 @@ class OllamaEngine:
             raise BackendError(f"Ollama at {self._url} (model {self.name}): {exc}") from None
 
 
+class OpenAIEngine:
+    """A model behind any OpenAI-compatible server (vLLM, llama.cpp's server, TGI, LM Studio, Ollama's ``/v1``),
+    through the official ``openai`` client: greedy chat completions, whole or streamed."""
+
+    def __init__(self, base_url: str, model: str | None, max_new_tokens: int, timeout_s: float, api_key: str | None):
+        import openai
+
+        # servers that need no key still want the header: "none" is what their docs use
+        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0)
+        self._errors = (openai.OpenAIError,)
+        self._url, self._model = base_url, model
+        self.adapter, self.max_new_tokens = None, max_new_tokens
+
+    @property
+    def name(self) -> str:
+        return self._model or "(the server's first model)"
+
+    def _fail(self, exc: Exception) -> BackendError:
+        return BackendError(f"OpenAI-compatible server at {self._url} (model {self.name}): {exc}")
+
+    def ready(self) -> bool:
+        """The server answers and serves the model (the first one it lists when none was named)."""
+        try:
+            served = [m.id for m in self._client.models.list()]
+        except self._errors:
+            return False
+        if self._model is None and served:
+            self._model = served[0]
+        return self._model in served
+
+    def _call(self, messages: list[dict], max_new_tokens: int | None, stream: bool):
+        if self._model is None and not self.ready():
+            raise BackendError(f"OpenAI-compatible server at {self._url}: no model is served or it cannot be reached")
+        limit = min(max_new_tokens or self.max_new_tokens, self.max_new_tokens)
+        try:
+            return self._client.chat.completions.create(
+                model=self._model, messages=messages, max_tokens=limit, temperature=0, stream=stream
+            )
+        except self._errors as exc:
+            raise self._fail(exc) from None
+
+    def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]:
+        reply = self._call(messages, max_new_tokens, stream=False)
+        try:
+            text = reply.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise self._fail(ValueError(f"not a chat completion ({exc})")) from None
+        usage = getattr(reply, "usage", None)
+        return text.strip(), (usage.completion_tokens if usage and usage.completion_tokens else 0)
+
+    def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
+        try:
+            for chunk in self._call(messages, max_new_tokens, stream=True):
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        except self._errors as exc:
+            raise self._fail(exc) from None
+
+
 def load_backend(config: Config, adapter: Path | None = None) -> Backend:
-    """The model behind the API: ``serve.backend`` transformers (+ adapter) or ollama."""
+    """The model behind the API: ``serve.backend`` transformers (+ adapter), ollama or openai."""
     cfg = config.serve
+    if cfg.backend == "openai":
+        if not cfg.openai_base_url:
+            raise MedllmError(
+                "serve.backend openai needs serve.openai_base_url (e.g. --base-url http://127.0.0.1:8080/v1)"
+            )
+        key = os.environ.get(cfg.openai_api_key_env) if cfg.openai_api_key_env else None
+        return OpenAIEngine(cfg.openai_base_url, cfg.openai_model, cfg.max_new_tokens, cfg.timeout_s, key)
     if cfg.backend == "ollama":
         if not cfg.ollama_model:
             raise MedllmError("serve.backend ollama needs serve.ollama_model (e.g. --serve.ollama_model you/medllm)")
@@ -155,4 +243,6 @@ def load_backend(config: Config, adapter: Path | None = None) -> Backend:
         adapter=str(adapter) if use_adapter else None,
         max_new_tokens=cfg.max_new_tokens,
         timeout_s=cfg.timeout_s,
+        max_batch=cfg.max_batch,
+        batch_wait_s=cfg.batch_wait_ms / 1000,
     )

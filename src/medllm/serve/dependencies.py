@@ -18,12 +18,11 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from medllm.config import Config
-from medllm.knowledge import Disease
 from medllm.phenotype.explain import Explainer
 from medllm.phenotype.fusion import Fusion, serving_fusion
 from medllm.phenotype.lexicon import Lexicon, lexicon_for
 from medllm.phenotype.rank import Ranker
-from medllm.prompts import SYSTEM_PROMPT, DiseaseMatcher
+from medllm.prompts import SYSTEM_PROMPT
 from medllm.retrieval import CaseIndex, DiseaseIndex
 from medllm.safety import injection_attempt
 from medllm.serve.backends import Backend
@@ -42,8 +41,7 @@ class ServeState:
     explainer: Explainer
     lexicon: Lexicon  # for recognising HPO findings in the patient fields
     fusion: Fusion | None  # the model re-ranks the phenotype ranking's top K (None: the phenotype ranking alone)
-    matcher: DiseaseMatcher
-    diseases: dict[str, Disease]
+    disease_rows: dict[str, int]  # every disease id of the knowledge base (merged ids too) → its row
     pending: threading.BoundedSemaphore
     api_key: str | None
     audit_path: Path | None
@@ -62,8 +60,7 @@ class ServeState:
             explainer=Explainer(ranker.kb),
             lexicon=lexicon_for(ranker.kb),
             fusion=serving_fusion(config.rerank, config.run.rerank, engine.adapter),
-            matcher=DiseaseMatcher(index.diseases),
-            diseases={d.id: d for d in index.diseases},
+            disease_rows=ranker.kb.id_rows(),
             pending=threading.BoundedSemaphore(cfg.max_pending),
             api_key=cfg.resolve_api_key(),
             audit_path=Path(cfg.audit_log) if cfg.audit_log else None,

@@ -132,24 +132,24 @@ class Diagnosis(BaseModel):
     disease_id: str
     icd10: str | None
     confidence: float = Field(
-        description="phenotype ranking: softmax of the ranker's scores over every ranked disease "
+        description="softmax of the phenotype ranker's scores over every ranked disease "
         "(phenotype.confidence_temperature); fused: softmax over the re-ranked top K of the fused score "
-        "(temperature fitted on dev cases), the rest their phenotype confidence; patient fields: share of the "
-        "retrieval score among the candidates. "
-        "Neither is a calibrated probability yet"
+        "(temperature fitted on dev cases), the rest their phenotype confidence"
     )
-    score: float | None = Field(None, description="the phenotype ranker's score (null for the patient fields)")
+    score: float | None = Field(None, description="the phenotype ranker's score, its pretest prior included")
     rationale: str
-    evidence: list[Evidence] = Field(default_factory=list, description="patient fields: text matches")
-    term_evidence: list[TermEvidence] = Field(default_factory=list, description="HPO shapes: term matches")
+    red_flag: str | None = Field(None, description="the red-flag rule whose emergency this disease is, when it fired")
+    evidence: list[Evidence] = Field(default_factory=list, description="text matches (retrieval ranking only)")
+    term_evidence: list[TermEvidence] = Field(default_factory=list, description="the findings' term matches")
 
 
 class DiagnoseResponse(BaseModel):
     request_id: str
     ranking: Literal["retrieval", "phenotype", "fused"] = Field(
-        description="retrieval: candidates retrieved for the patient fields, ordered by the model; "
-        "phenotype: every disease of the HPO knowledge base ranked from the findings; fused: that ranking's "
-        "top rerank.top_k re-ranked by the phenotype score fused with the model's log-likelihood, the rest after"
+        description="phenotype: every disease of the knowledge base (HPO-annotated rare diseases and common ones) "
+        "ranked from the findings; fused: that ranking's top rerank.top_k re-ranked by the phenotype score fused "
+        "with the model's log-likelihood, the rest after; retrieval: retrieved candidates ordered by the model "
+        "(no longer served)"
     )
     findings: list[RecognisedFinding] = Field(description="the HPO findings read from the request")
     age: float | None

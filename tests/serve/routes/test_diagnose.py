@@ -11,23 +11,29 @@ from medllm.phenotype.phenomizer import PhenomizerRanker
 from medllm.serve.backends import OllamaEngine
 
 
-def test_diagnose_returns_a_ranked_differential_with_evidence(make_client):
+def test_the_patient_fields_are_ranked_like_hpo_findings(make_client):
     client = make_client()
     response = client.post("/v1/diagnose", json=CASE)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert [d["rank"] for d in body["differential"]] == list(range(1, len(body["differential"]) + 1))
-    assert len(body["differential"]) == 5
-    assert all(0 <= d["confidence"] <= 1 for d in body["differential"])
-    evidence = [e for d in body["differential"] for e in d["evidence"]]
-    assert evidence and all(e["patient_finding"] and 0.5 <= e["similarity"] <= 1 for e in evidence)
+    assert body["ranking"] == "phenotype"
+    assert [f["label"] for f in body["findings"]] == ["Wheezing", "Dyspnea", "Cough"]
+    assert len(body["differential"]) == 4  # every disease of the tiny HPO (top_k 5)
+    assert body["low_confidence"] is True  # no disease has these terms
+    ranked = client.post("/v1/diagnose", json={**CASE, "symptoms": ["A1", "B1"]}).json()
+    assert (
+        ranked["differential"][0]["disease_id"]
+        == "OMIM:1"
+        == client.post("/v1/diagnose", json=hpo_body(A1, B1)).json()["differential"][0]["disease_id"]
+    )
+    assert [e["patient_term"] for e in ranked["differential"][0]["term_evidence"]] == [A1, B1]
     assert body["similar_cases"] == [], "no case corpus configured"
     assert body["red_flags"] == [] and body["urgent_care"] is None
     assert "not a diagnosis" in body["disclaimer"]
 
 
 def test_red_flags_cannot_be_talked_away(make_client):
-    case = dict(CASE, symptoms=["chest pain radiating to the left arm", "sweating"])
+    case = dict(CASE, symptoms=["cough", "chest pain radiating to the left arm", "sweating"])
     body = make_client().post("/v1/diagnose", json=case).json()
     assert body["red_flags"][0]["rule"] == "acute_coronary_syndrome"
     assert body["urgent_care"] and body["next_steps"][0] == body["urgent_care"]
@@ -58,8 +64,14 @@ A, A1, B, B1 = "HP:0000002", "HP:0000003", "HP:0000005", "HP:0000006"
 
 
 # The hand-worked scores in this file are plain Resnik (query mode); the default's frequency weight, size penalty and
-# NOT-annotation gain have their own hand-worked tests in tests/phenotype/test_phenomizer_params.py.
-PLAIN_RESNIK = {"phenomizer_frequency_weight": 0.0, "phenomizer_size_penalty": 0.0, "excluded_match_gain": 0.0}
+# NOT-annotation gain have their own hand-worked tests in tests/phenotype/test_phenomizer_params.py. The default
+# low-confidence threshold is fitted to the full HPO's scores, so these tiny-ontology tests set their own.
+PLAIN_RESNIK = {
+    "phenomizer_frequency_weight": 0.0,
+    "phenomizer_size_penalty": 0.0,
+    "excluded_match_gain": 0.0,
+    "low_confidence_below": None,
+}
 
 
 @pytest.fixture
@@ -142,6 +154,8 @@ def test_top_k_is_the_length_of_the_differential(make_client, top_k, length):
 def test_top_k_applies_to_the_patient_fields_too(make_client):
     client = make_client()
     assert len(client.post("/v1/diagnose", json={**CASE, "top_k": 2}).json()["differential"]) == 2
+    unrecognised = client.post("/v1/diagnose", json={**CASE, "symptoms": ["feeling odd"]})
+    assert unrecognised.status_code == 422 and "symptoms, note: no HPO finding" in unrecognised.json()["detail"]
     for bad in (0, 51):
         response = client.post("/v1/diagnose", json=hpo_body(A1, top_k=bad))
         assert response.status_code == 422 and "top_k" in response.json()["detail"]
@@ -214,7 +228,8 @@ def test_the_ranking_returns_when_the_model_is_unavailable(make_client):
     body = response.json()
     assert body["differential"][0]["disease_id"] == "OMIM:1" and body["rationale"] is None
     assert any("model is unavailable" in note for note in body["notes"])
-    assert client.post("/v1/diagnose", json=CASE).status_code == 502  # the patient fields need the model
+    patient = client.post("/v1/diagnose", json=CASE)  # the patient fields are ranked without the model too
+    assert patient.status_code == 200 and patient.json()["rationale"] is None
 
 
 def test_red_flags_come_from_the_findings_labels(make_client, tmp_path):
@@ -234,7 +249,7 @@ def test_red_flags_come_from_the_findings_labels(make_client, tmp_path):
 
 def test_the_patient_fields_list_the_findings_recognised_in_them(make_client):
     body = make_client().post("/v1/diagnose", json={**CASE, "symptoms": ["A1", "no B1"], "note": "Also has A2."}).json()
-    assert body["ranking"] == "retrieval" and len(body["differential"]) == 5
+    assert body["ranking"] == "phenotype" and body["differential"][0]["disease_id"] == "OMIM:2"  # A2 present, B1 not
     assert [(f["term_id"], f["excluded"], f["input"], f["text"], f["span"]) for f in body["findings"]] == [
         (A1, False, "symptoms.0", "A1", [0, 2]),
         (B1, True, "symptoms.1", "B1", [3, 5]),
@@ -264,3 +279,27 @@ def test_bad_findings_are_a_422_naming_the_field_or_the_id(make_client, payload,
     response = client.post("/v1/diagnose", json=payload)
     assert response.status_code == 422, response.text
     assert words in response.json()["detail"]
+
+
+def test_a_red_flag_names_its_emergency_in_the_differential(make_client, tmp_path):
+    """ACS fires: its disease row (ICD10:I21.9, here annotated to B only) joins the differential with its flag."""
+    import yaml
+
+    from medllm.config import PhenotypeConfig
+    from medllm.phenotype.rank import load_ranker
+
+    entry = {"name": "Acute myocardial infarction", "icd10": "I21.9", "prevalence": "common",
+             "findings": {"B": 0.5}, "source": "a test"}  # fmt: skip
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"diseases": [entry]}))
+    kb = build_knowledge_base(write_hpo(tmp_path / "hpo"), common=tmp_path / "t.yaml")
+    client = make_client(ranker=load_ranker(PhenotypeConfig(prior_weight=0.0), kb))
+    case = {"age": 60, "sex": "male", "symptoms": ["A1", "chest pain radiating to the left arm", "sweating"]}
+    body = client.post("/v1/diagnose", json={**case, "top_k": 2}).json()
+    assert body["red_flags"][0]["rule"] == "acute_coronary_syndrome"
+    assert body["red_flags"][0]["disease"] == "ICD10:I21.9"
+    first, emergency = body["differential"]
+    assert first["disease_id"] in ("OMIM:1", "ORPHA:9") and first["red_flag"] is None  # the best match kept
+    assert emergency["disease_id"] == "ICD10:I21.9" and emergency["icd10"] == "I21.9"
+    assert emergency["red_flag"] == "acute_coronary_syndrome" and emergency["rank"] > 2  # it ranks lower
+    calm = client.post("/v1/diagnose", json={**case, "symptoms": ["A1"], "top_k": 2}).json()
+    assert "ICD10:I21.9" not in [d["disease_id"] for d in calm["differential"]]

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_real_phenopacket_is_ranked_as_rank_case_ranks_it(make_client):
-    """The API's differential is the benchmark's ranking (rank_case) of the same document's terms."""
+    """The API's differential is the benchmark's ranking (rank_case) of the same document's terms, age and sex."""
     ranker = load_ranker(PhenotypeConfig())
     unreachable = OllamaEngine("http://127.0.0.1:9", "medllm", max_new_tokens=6, timeout_s=5)
     client = make_client(engine=unreachable, ranker=ranker)
@@ -30,7 +30,7 @@ def test_a_real_phenopacket_is_ranked_as_rank_case_ranks_it(make_client):
         assert response.status_code == 200, response.text
         body = response.json()
         case = parse_phenopacket(doc)
-        expected = rank_case(ranker, case.observed, case.excluded, top=10)
+        expected = rank_case(ranker, case.observed, case.excluded, top=10, age=case.age_years, sex=case.sex)
         assert [d["disease_id"] for d in body["differential"]] == [r.id for r in expected]
         assert [d["score"] for d in body["differential"]] == pytest.approx([r.score for r in expected], abs=1e-4)
         assert len(body["findings"]) == len(case.observed) + len(case.excluded)
