@@ -90,8 +90,7 @@ def run_eval(config: Config, adapter: Path | None = None) -> dict:
     if real:
         print(f"real published cases ({real['source']['part']} part): n={real['n']}")
         for name, s in real["methods"].items():
-            served = "  (served)" if name == real["served"] else ""
-            print(f"  {name:<50} top-1 {s['top1']:6.1%}   top-10 {s['top10']:6.1%}{served}")
+            print(f"  {name:<50} top-1 {s['top1']:6.1%}   top-10 {s['top10']:6.1%}")
     print(f"report: {config.run.report}")
     return metrics
 

@@ -22,7 +22,7 @@ from medllm.eval.report import render_report
 from medllm.eval.rerank import TEXT
 from medllm.eval.stats import wilson_interval
 from medllm.phenotype.lirical import LiricalRanker
-from medllm.phenotype.rank import rank_case
+from medllm.phenotype.rank import load_ranker, rank_case
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,8 +63,9 @@ def test_every_case_is_ranked_by_every_method_and_misses_count(phenopacket_store
     folder, archive = phenopacket_store
     metrics, rows = evaluate_phenopackets(None, None, config_for(folder), [], kb=tiny_kb)
     assert metrics["n"] == 6 and metrics["ranked_diseases"] == 3 and "part" in metrics["protocol"]
-    assert metrics["served"] == "LIRICAL-style, excluded findings used"
+    assert metrics["served"] == "served ranker (lirical as configured, pretest prior)"
     assert set(metrics["methods"]) == {
+        metrics["served"],
         "LIRICAL-style, excluded findings used",
         "LIRICAL-style, observed findings only",
         "Phenomizer-style (query), observed findings only",
@@ -106,12 +107,19 @@ def test_part_is_disease_disjoint_and_max_cases_samples(phenopacket_store, tiny_
     assert [r["id"] for r in again] == [r["id"] for r in rows]
 
 
-def test_served_method_follows_the_phenotype_config(phenopacket_store, tiny_kb):
+def test_served_method_is_the_configured_ranker_with_its_prior(phenopacket_store, tiny_kb):
     folder, _ = phenopacket_store
-    config = config_for(folder).model_copy(update={"phenotype": PhenotypeConfig(ranker="lirical", use_excluded=False)})
-    assert methods(config, tiny_kb)[1] == "LIRICAL-style, observed findings only"
-    config = config.model_copy(update={"phenotype": PhenotypeConfig(ranker="phenomizer", phenomizer_mode="funsimavg")})
-    assert methods(config, tiny_kb)[1] == "Phenomizer-style (funsimavg), observed findings only"
+    cases = load_phenopackets(folder).cases
+    for pheno in (
+        PhenotypeConfig(ranker="lirical", use_excluded=False, prior_weight=0.0),
+        PhenotypeConfig(ranker="phenomizer", phenomizer_mode="funsimavg", phenomizer_size_penalty=0.5),
+    ):
+        setups, served = methods(config_for(folder).model_copy(update={"phenotype": pheno}), tiny_kb)
+        assert served == f"served ranker ({pheno.ranker} as configured, pretest prior)"
+        ranker, used = setups[served]
+        assert used == pheno.use_excluded
+        expected = evaluate_cases(load_ranker(pheno, tiny_kb), cases, pheno.use_excluded)
+        assert [r.rank for r in evaluate_cases(ranker, cases, used)] == [r.rank for r in expected]
 
 
 def test_bad_input_names_the_field_or_file(tmp_path, tiny_kb):
@@ -134,8 +142,9 @@ def test_report_section_lists_methods_served_and_the_cited_anchors(phenopacket_s
     report = render_report({**base, "protocol": "p", "conditions": conditions, "phenopackets": result}, []).splitlines()
     assert "## Real published cases (phenopackets)" in report
     header = "| method | n | diseases | top-1 % | top-3 % | top-10 % | MRR x100 | coverage % | ms/case |"
-    rows = report[report.index(header) + 2 : report.index(header) + 5]
-    assert rows[0].startswith("| LIRICAL-style, excluded findings used (served) | 6 | 4 |")
+    rows = report[report.index(header) + 2 : report.index(header) + 6]
+    assert rows[0].startswith("| LIRICAL-style, excluded findings used | 6 | 4 |")
+    assert rows[3].startswith(f"| {result['served']} | 6 | 4 |")
     assert all("| 83.3 |" in row for row in rows)
     assert "| Exomiser, phenotype only | 35.5 | 46.3 | 58.5 |" in report
     assert any("Reese et al., Eur J Hum Genet 2026" in line for line in report)

@@ -4,8 +4,8 @@ With ``eval.phenopackets`` (a folder or zip in phenopacket-store's layout, or
 ``packaged`` for the sample shipped in :mod:`medllm.data`), every case of one
 part of a disease-disjoint split (``eval.phenopackets_part``) is ranked from its
 HPO ids alone, LIRICAL-style with and without its excluded findings and
-Phenomizer-style, over the diseases of ``phenotype.prefixes``; the configured
-ranker (``phenotype``) is marked as the one served. :mod:`medllm.eval.rerank` adds, on
+Phenomizer-style as published, and by the ranker that is served (``phenotype``:
+its corrections and pretest prior), over the diseases of ``phenotype.prefixes``. :mod:`medllm.eval.rerank` adds, on
 the same cases, the served ranker on the case written as text and, with a model, the
 model re-ranking the served ranking's top K.
 
@@ -35,7 +35,7 @@ from medllm.eval.stats import RESAMPLES, SEED, wilson_interval
 from medllm.phenotype.kb import KnowledgeBase, load_knowledge_base
 from medllm.phenotype.lirical import LiricalRanker
 from medllm.phenotype.phenomizer import PhenomizerRanker
-from medllm.phenotype.rank import Ranker, case_scores, case_terms, id_positions, rank_of, ranking
+from medllm.phenotype.rank import Ranker, case_scores, case_terms, id_positions, load_ranker, rank_of, ranking
 
 TOP_K = (1, 3, 10)
 SHOWN = 3  # top-ranked disease ids kept per case and method in the prediction rows
@@ -160,11 +160,14 @@ def select_cases(config: Config) -> tuple[list[PhenopacketCase], dict]:
 def methods(config: Config, kb: KnowledgeBase) -> tuple[dict[str, tuple[Ranker, bool]], str]:
     """The rankers scored, name → (ranker, whether excluded findings count as absent), and the served one's name.
 
-    The Phenomizer score has no term for excluded findings, so it is scored once.
+    The field's two scores as published (LIRICAL's likelihood ratios, Phenomizer's plain Resnik; its score has
+    no term for excluded findings, so it is scored once) beside the ranker ``medllm serve`` uses: the configured
+    one with its corrections and pretest prior (:func:`~medllm.phenotype.rank.load_ranker`).
     """
     pheno = config.phenotype
     prefixes = tuple(pheno.prefixes)
     lirical = LiricalRanker(kb, prefixes)
+    served = f"served ranker ({pheno.ranker} as configured, pretest prior)"
     setups = {
         "LIRICAL-style, excluded findings used": (lirical, True),
         "LIRICAL-style, observed findings only": (lirical, False),
@@ -172,12 +175,8 @@ def methods(config: Config, kb: KnowledgeBase) -> tuple[dict[str, tuple[Ranker, 
             PhenomizerRanker(kb, prefixes, mode=pheno.phenomizer_mode),
             False,
         ),
+        served: (load_ranker(pheno, kb), pheno.use_excluded),
     }
-    served = next(
-        name
-        for name, (ranker, used) in setups.items()
-        if ranker.name == pheno.ranker and (used == pheno.use_excluded or ranker.name == "phenomizer")
-    )
     return setups, served
 
 

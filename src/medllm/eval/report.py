@@ -297,7 +297,7 @@ def _phenopackets(result: dict) -> list[str]:
     header = ["method", "n", "diseases", "top-1 %", "top-3 %", "top-10 %", "MRR x100", "coverage %", "ms/case"]
     rows = [
         [
-            f"{name} (served)" if name == result["served"] else name,
+            name,
             s["n"],
             s["diseases"],
             *(_interval_pct(s, k) for k in ("top1", "top3", "top10", "mrr")),
