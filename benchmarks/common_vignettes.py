@@ -15,11 +15,11 @@ phenopacket validation part are then scored once, at no prior and at the chosen 
 
     nice -n 19 .venv/bin/python benchmarks/common_vignettes.py            # ~3 min here
 
-Measured here (2 shared CPU cores, 2026-12-03; 12,195 diseases): chosen weight 0.1 (dev MRR 44.6 vs
-44.9 at no prior; 0.15 and above cost dev MRR 2.5 to 41 points). Top-1 / top-5 in %: tuning (n=50)
-72.0 / 96.0 (no prior 52.0 / 80.0); held_out (n=25) 60.0 / 76.0 (no prior 44.0 / 72.0); 1.9 ms p50
-per vignette. Phenopacket validation (n=853): top-1 44.7, top-10 55.2, MRR 48.9 (no prior 45.1 /
-55.7 / 49.4).
+Measured here (2 shared CPU cores, 2026-12-04; 12,399 diseases, the 2025-11-24 supplement in): chosen
+weight 0.1 (dev MRR 49.5 vs 49.8 at no prior; 0.15 and above cost dev MRR 2.6 to 46 points). Top-1 / top-5
+in %: tuning (n=50) 72.0 / 96.0 (no prior 52.0 / 80.0); held_out (n=25) 60.0 / 76.0 (no prior 44.0 / 72.0);
+3.0 ms p50 per vignette. Phenopacket validation (n=853): top-1 52.6, top-10 65.1, MRR 57.6 (no prior 53.1 /
+65.4 / 58.1).
 
 Writes ``runs/bench/common_vignettes.json`` (``--out``).
 """

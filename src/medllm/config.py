@@ -153,7 +153,7 @@ class PhenotypeConfig(_Section):
     prior_sex_mismatch: float = Field(13.8, ge=0)  # nats lost for a disease limited to the other sex (ln 1e6)
     # best score under which a differential is flagged as not fitting: fitted on the phenopacket dev part by
     # benchmarks/low_confidence.py (Youden's J for "the diagnosis is not in the top 10"); None turns it off
-    low_confidence_below: float | None = 2.17
+    low_confidence_below: float | None = 2.28
     # softmax temperature turning the ranker's scores into the differential's confidences (1.0 until fitted)
     confidence_temperature: float = Field(1.0, gt=0)
 

