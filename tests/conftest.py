@@ -47,6 +47,22 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_llama_dir) -> Path:
+    """The tiny Llama as an f32 GGUF written by the export (exact in llama.cpp up to float error)."""
+    import gguf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from medllm.export.gguf import write_gguf
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    path = tiny_llama_dir / "tiny-F32.gguf"
+    write_gguf(
+        model, AutoTokenizer.from_pretrained(tiny_llama_dir), tiny_llama_dir, path, "f32", gguf.Metadata(name="tiny")
+    )
+    return path
+
+
 def small_config(tmp_path: Path, model: str, **overrides) -> Config:
     """The embedded recipe shrunk to seconds: common diseases only, a few steps."""
     base = {

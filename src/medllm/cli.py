@@ -5,7 +5,7 @@
     medllm train [--config RECIPE] [--resume | --overwrite] [overrides]
     medllm eval  [--config RECIPE] [--adapter DIR] [overrides]
     medllm serve [--config RECIPE] [--adapter DIR] [--backend ollama --ollama-url URL --ollama-model NAME]
-                 [--backend openai --base-url URL [--model NAME]]
+                 [--backend openai --base-url URL [--model NAME]] [--backend llamacpp [--gguf FILE]]
     medllm ui    [--api-url URL] [--port N]                     the clinician UI
     medllm demo  [--config RECIPE] [overrides]     data → train → eval
     medllm export [--config RECIPE] [--adapter DIR | --base-model] [overrides]   GGUF + Ollama model
@@ -184,7 +184,8 @@ COMMANDS: dict[str, tuple[Callable, list[tuple[tuple[str, ...], dict]]]] = {
         run_serve,
         [
             ADAPTER_OPTION,
-            _option("--backend", dest="serve.backend", choices=["transformers", "ollama", "openai"]),
+            _option("--backend", dest="serve.backend", choices=["transformers", "llamacpp", "ollama", "openai"]),
+            _option("--gguf", dest="serve.gguf", metavar="FILE", help="llamacpp backend: the GGUF (default: export's)"),
             _option("--ollama-url", dest="serve.ollama_url", metavar="URL"),
             _option("--ollama-model", dest="serve.ollama_model", metavar="NAME"),
             _option("--base-url", dest="serve.openai_base_url", metavar="URL", help="openai backend: its /v1 root"),

@@ -241,7 +241,10 @@ class EvalConfig(_Section):
 class ServeConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_API_PORT, ge=1, le=65535)
-    backend: Literal["transformers", "ollama", "openai"] = "transformers"
+    backend: Literal["transformers", "llamacpp", "ollama", "openai"] = "transformers"
+    gguf: Path | None = None  # backend llamacpp: the GGUF file (None: the q8_0, else f16, of <output_dir>/export)
+    n_ctx: int = Field(2048, ge=16)  # backend llamacpp: context window, in tokens
+    n_threads: int | None = Field(None, ge=1)  # backend llamacpp: CPU threads (None: llama-cpp-python's default)
     ollama_url: str = DEFAULT_OLLAMA_URL
     ollama_model: str | None = None
     openai_base_url: str | None = None  # backend openai: the server's OpenAI API root, e.g. http://127.0.0.1:8080/v1

@@ -6,9 +6,17 @@ import json
 
 import gguf
 import pytest
+import torch
 
 from medllm.errors import MedllmError
-from medllm.export.gguf import CONVERSION_TOLERANCE, TOLERANCE, check_types
+from medllm.export.gguf import (
+    CONVERSION_TOLERANCE,
+    LLAMACPP_TOLERANCE,
+    TOLERANCE,
+    check_types,
+    reference_outputs,
+    verify_in_llamacpp,
+)
 
 
 def test_gguf_round_trip_within_tolerance(tiny_export):
@@ -87,3 +95,26 @@ def test_bad_types():
     check_types(["f32", "f16"], odd)
     with pytest.raises(MedllmError, match=r"q8_0 packs rows in blocks of 32.*\[48, 100\]"):
         check_types(["f16", "q8_0"], odd)
+
+
+def test_each_gguf_runs_in_llama_cpp_within_its_tolerance(tiny_export):
+    pytest.importorskip("llama_cpp")
+    _, summary, out = tiny_export
+    for type_name, entry in summary["gguf"].items():
+        check = entry["check"]["llamacpp"]
+        assert check["tokens_equal"] and check["relative"] <= LLAMACPP_TOLERANCE[type_name]
+        assert check["top1_agreement"] > 0.9
+    assert "| `tiny-dx-Q8_0.gguf` in llama.cpp |" in (out / "README.md").read_text()
+
+
+def test_llama_cpp_check_fails_on_a_file_that_is_not_the_model_it_was_checked_against(tiny_export, tiny_llama_dir):
+    """The exported file holds base + adapter; checked against the base alone, its logits are too far off."""
+    pytest.importorskip("llama_cpp")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, _, out = tiny_export
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    reference = reference_outputs(base, tokenizer)
+    with pytest.raises(MedllmError, match=r"tiny-dx-F16\.gguf in llama\.cpp: logits differ .* over the f16 tolerance"):
+        verify_in_llamacpp(out / "tiny-dx-F16.gguf", "f16", reference)

@@ -16,7 +16,7 @@ import torch
 from conftest import small_config
 from medllm.config import OLLAMA_REGISTRY_HOST
 from medllm.errors import MedllmError
-from medllm.export.gguf import TOLERANCE
+from medllm.export.gguf import LLAMACPP_TOLERANCE, TOLERANCE
 from medllm.export.ollama import blob_path, read_layout
 from medllm.export.recipe import chat_family, export
 from medllm.prompts import SYSTEM_PROMPT
@@ -272,6 +272,10 @@ def test_sentencepiece_llama2_export(tmp_path, tiny_llama2_dir):
     assert summary["adapter"] is None and summary["chat_family"] == "llama2"
     check = summary["gguf"]["f32"]["check"]
     assert check["tokens_equal"] and check["max_abs_logit_diff"] <= TOLERANCE["f32"] * check["max_abs_logit"]
+    # llama.cpp writes a space after <s> ("▁[" for "[INST]"); this legacy=False tokenizer does not: recorded
+    in_llamacpp = check["llamacpp"]
+    assert not in_llamacpp["tokens_equal"] and "llama.cpp [1, 1, " in in_llamacpp["token_difference"]
+    assert in_llamacpp["relative"] <= LLAMACPP_TOLERANCE["f32"] and in_llamacpp["greedy_equal"] == 1
     reader = gguf.GGUFReader(out / "llama2-dx-F32.gguf")
     assert "output.weight" in {t.name for t in reader.tensors}  # untied
     assert reader.fields["tokenizer.ggml.model"].contents() == "llama"
@@ -340,6 +344,9 @@ def test_export_embedded_smollm2(tmp_path, make_random_adapter):
     summary = export(config, adapter=adapter)
     check = summary["gguf"]["f16"]["check"]
     assert check["tokens_equal"] and check["relative"] <= TOLERANCE["f16"] and check["conversion_max_abs_diff"] == 0
+    in_llamacpp = check["llamacpp"]
+    assert in_llamacpp["tokens_equal"] and in_llamacpp["relative"] <= LLAMACPP_TOLERANCE["f16"]
+    assert in_llamacpp["top1_agreement"] > 0.9, in_llamacpp
     out = config.output_dir / "export"
     assert read_modelfile(out / "Modelfile")["LICENSE"].startswith("apache-2.0")
     _, manifest = read_layout(out / "ollama", config.export.ollama_model)

@@ -1,7 +1,16 @@
-"""The Ollama and OpenAI-compatible backends: medllm in front of such a server, and ones that fail."""
+"""The llama.cpp, Ollama and OpenAI-compatible backends: medllm in front of such a server, and ones that fail."""
+
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
 
 from conftest import CASE, running
-from medllm.serve.backends import OllamaEngine, OpenAIEngine
+from medllm.errors import MedllmError
+from medllm.serve.backends import LlamaCppEngine, OllamaEngine, OpenAIEngine, load_backend
 
 
 def test_ollama_backend_serves_a_model_from_an_ollama_server(make_client, live_server):
@@ -69,3 +78,93 @@ def test_an_openai_server_that_answers_garbage_is_a_502_naming_it(make_client):
     down = make_client(engine=OpenAIEngine(f"{url}/v1", "m", max_new_tokens=6, timeout_s=5, api_key=None))
     assert down.get("/readyz").status_code == 503
     assert down.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}]}).status_code == 502
+
+
+# llama.cpp: the exported GGUF in-process, and llama-cpp-python's own OpenAI-compatible server in front of it.
+
+PLAIN_RESNIK = {"phenomizer_frequency_weight": 0.0, "phenomizer_size_penalty": 0.0, "excluded_match_gain": 0.0}
+HPO_BODY = {"hpo": [{"id": "HP:0000003"}, {"id": "HP:0000006"}], "top_k": 50}
+FUSED = {"weight": 2.0, "temperature": 0.5}
+
+
+@pytest.fixture(scope="module")
+def llamacpp_engine(tiny_gguf):
+    pytest.importorskip("llama_cpp")
+    return LlamaCppEngine(tiny_gguf, max_new_tokens=8, n_ctx=256, n_threads=1)
+
+
+def test_llamacpp_backend_chats_and_re_ranks_as_the_transformers_model_does(make_client, llamacpp_engine):
+    """The f32 GGUF of the tiny model in llama.cpp: the same fused differential as the same weights in
+    transformers (log-likelihoods equal to float error), and the greedy reply of the GGUF's chat template."""
+    client = make_client(engine=llamacpp_engine, phenotype=PLAIN_RESNIK, rerank=FUSED)
+    ready = client.get("/readyz").json()
+    assert ready["candidate_scoring"] is True and ready["ranking"] == "fused" and ready["model"] == "tiny-F32.gguf"
+    body = client.post("/v1/diagnose", json=HPO_BODY).json()
+    expected = make_client(phenotype=PLAIN_RESNIK, rerank=FUSED).post("/v1/diagnose", json=HPO_BODY).json()
+    assert body["ranking"] == expected["ranking"] == "fused"
+    assert [d["disease_id"] for d in body["differential"]] == [d["disease_id"] for d in expected["differential"]]
+    confidences = [d["confidence"] for d in expected["differential"]]
+    assert [d["confidence"] for d in body["differential"]] == pytest.approx(confidences, abs=1e-3)
+
+    messages = {"messages": [{"role": "user", "content": "Fever?"}]}
+    reply = client.post("/v1/chat/completions", json=messages).json()
+    assert reply["usage"]["completion_tokens"] == 8, "a random model never stops early: the token cap applies"
+    assert reply["choices"][0]["message"]["content"] == llamacpp_engine.complete(messages["messages"])[0]
+    with client.stream("POST", "/v1/chat/completions", json={**messages, "stream": True}) as response:
+        assert "".join(response.iter_text()).rstrip().endswith("data: [DONE]")
+
+
+def test_a_prompt_past_the_llamacpp_context_is_a_413_naming_the_limit(make_client, llamacpp_engine):
+    client = make_client(engine=llamacpp_engine)
+    long = {"messages": [{"role": "user", "content": "fever " * 400}]}
+    response = client.post("/v1/chat/completions", json=long)
+    assert response.status_code == 413 and "context window of 256" in response.json()["detail"]
+    assert client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}]}).is_success
+
+
+def test_llamacpp_backend_names_a_missing_gguf_at_start_up(tiny_dataset, tmp_path):
+    def config(**serve):
+        return tiny_dataset.model_copy(update={"serve": tiny_dataset.serve.model_copy(update=serve)})
+
+    with pytest.raises(MedllmError, match=r"nothing\.gguf: GGUF file not found"):
+        load_backend(config(backend="llamacpp", gguf=tmp_path / "nothing.gguf"))
+    unexported = config(backend="llamacpp", gguf=None).model_copy(update={"output_dir": tmp_path / "run"})
+    with pytest.raises(MedllmError, match=r"export\.json; run `medllm export` or set serve\.gguf"):
+        load_backend(unexported)
+
+
+@pytest.fixture(scope="module")
+def llama_server(tiny_gguf):
+    """llama-cpp-python's OpenAI-compatible server (what ``llama-server`` speaks) over the tiny GGUF."""
+    pytest.importorskip("llama_cpp.server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_gguf), "--n_ctx", "512"]
+    server = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", str(port)], stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(600):
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            try:
+                if httpx.get(f"{url}/models", timeout=1).is_success:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_openai_backend_in_front_of_llama_cpp_serves_the_phenotype_ranking_saying_why(make_client, llama_server):
+    """A chat server gives no log-probabilities of given answers: the phenotype ranking is served, and says so."""
+    engine = OpenAIEngine(llama_server, None, max_new_tokens=6, timeout_s=60, api_key=None)
+    client = make_client(engine=engine, phenotype=PLAIN_RESNIK, rerank=FUSED, backend="openai")
+    ready = client.get("/readyz").json()
+    assert ready["candidate_scoring"] is False and ready["ranking"] == "phenotype" and ready["backend"] == "openai"
+    body = client.post("/v1/diagnose", json=HPO_BODY).json()
+    assert body["ranking"] == "phenotype" and body["rationale"] is not None and body["completion_tokens"] > 0
+    assert body["notes"][0].startswith("The openai backend gives no log-probabilities for the candidates")
+    reply = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Fever?"}]}).json()
+    assert reply["choices"][0]["message"]["role"] == "assistant" and reply["usage"]["completion_tokens"] > 0

@@ -165,7 +165,8 @@ def _files(config: Config, summary: dict) -> list[str]:
     checked = (
         f"`merged/` and each GGUF were loaded back with transformers and run on {summary['verify_prompts']} "
         "prompts beside the base model with its adapter unmerged (PEFT, float32): logits, top-1 tokens and "
-        f"the first {GREEDY_TOKENS} greedy tokens; each GGUF's tokenizer gave the same token ids."
+        f"the first {GREEDY_TOKENS} greedy tokens; each GGUF's tokenizer gave the same token ids. Rows marked "
+        '"in llama.cpp" ran the file in llama.cpp, the runtime Ollama uses.'
         if "verify_prompts" in summary
         else "The files were not checked (`export.verify: false`)."
     )
@@ -176,8 +177,12 @@ def _files(config: Config, summary: dict) -> list[str]:
             _mib(merged["size"]),
             *_check_cells(merged.get("check")),
         ],
-        *([f"`{e['file']}`", _mib(e["size"]), *_check_cells(e.get("check"))] for e in summary["gguf"].values()),
     ]
+    for entry in summary["gguf"].values():
+        check = entry.get("check") or {}
+        rows.append([f"`{entry['file']}`", _mib(entry["size"]), *_check_cells(check)])
+        if check.get("llamacpp"):
+            rows.append([f"`{entry['file']}` in llama.cpp", _mib(entry["size"]), *_check_cells(check["llamacpp"])])
     header = ["file", "size", "max abs logit difference", "same top-1 token", "prompts with the same greedy text"]
     return [
         "",

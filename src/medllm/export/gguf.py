@@ -6,7 +6,9 @@ chat template) from the float32 merged weights. The check loads ``merged/``
 and each file back with transformers: a file's tokenizer must give the
 model's token ids, and the logits must match those of the base model with
 its adapter unmerged (PEFT, float32) within the type's tolerance; top-1
-agreement and greedy continuations are measured beside them.
+agreement and greedy continuations are measured beside them. With the
+``llamacpp`` extra installed each file is also run in llama.cpp itself, the
+runtime Ollama uses, and checked the same way.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ GGUF_TYPES = {
 # the reference's largest |logit|: 2-3x the worst difference measured for each type (SmolLM2-135M with and
 # without a trained adapter, and a tiny random Llama). f32 also bounds merged/ (float32 safetensors).
 TOLERANCE = {"f32": 1e-5, "f16": 2e-2, "q8_0": 0.1}
+# The same for each file run in llama.cpp, which also rounds activations: its key/value cache is f16 by
+# default, and q8_0 matrix products take 8-bit inputs. ~3x the worst measured (SmolLM2-135M: f16 1.0e-2,
+# q8_0 8.8e-2; the tiny Llamas: f32 1.6e-4).
+LLAMACPP_TOLERANCE = {"f32": 5e-4, "f16": 3e-2, "q8_0": 0.25}
 # The same against the merged model with its weights rounded as the type stores them, which is what
 # a faithful file computes: float error only.
 CONVERSION_TOLERANCE = 1e-5
@@ -236,24 +242,25 @@ def reference_outputs(model, tokenizer) -> dict:
     return {"texts": texts, "ids": ids, "logits": _logits(model, ids), "greedy": _greedy(model, ids, tokenizer)}
 
 
-def compare(model, tokenizer, reference: dict) -> tuple[dict, list[torch.Tensor]]:
-    """``model``'s logits, top-1 tokens and greedy text on the reference's prompts, against the reference's.
-
-    Returns the measured figures and ``model``'s logits.
-    """
-    ids, expected = reference["ids"], reference["logits"]
-    logits = _logits(model, ids)
-    greedy = _greedy(model, ids, tokenizer)
+def agreement(logits: list[torch.Tensor], greedy: list[list[int]], reference: dict) -> dict:
+    """Logits, top-1 tokens and greedy continuations on the reference's prompts, against the reference's."""
+    expected = reference["logits"]
     scale = max(r.abs().max().item() for r in expected)
     check = {
         "max_abs_logit_diff": _max_diff(logits, expected),
         "max_abs_logit": scale,
         "top1_agreement": sum((a.argmax(-1) == b.argmax(-1)).sum().item() for a, b in zip(logits, expected))
-        / sum(len(row) for row in ids),
-        "greedy_equal": sum(a == b for a, b in zip(greedy, reference["greedy"])) / len(ids),
+        / sum(len(row) for row in reference["ids"]),
+        "greedy_equal": sum(a == b for a, b in zip(greedy, reference["greedy"])) / len(greedy),
     }
     check["relative"] = check["max_abs_logit_diff"] / scale
-    return check, logits
+    return check
+
+
+def compare(model, tokenizer, reference: dict) -> tuple[dict, list[torch.Tensor]]:
+    """``model``'s :func:`agreement` with the reference, and its logits."""
+    logits = _logits(model, reference["ids"])
+    return agreement(logits, _greedy(model, reference["ids"], tokenizer), reference), logits
 
 
 def rounded_like(model, type_name: str):
@@ -301,6 +308,40 @@ def verify_gguf(path: Path, type_name: str, reference: dict, rounded: list[torch
     return check
 
 
+def verify_in_llamacpp(path: Path, type_name: str, reference: dict) -> dict | None:
+    """The GGUF in llama.cpp itself, the runtime Ollama and ``--backend llamacpp`` run it in; None when
+    llama-cpp-python (the ``llamacpp`` extra) is not installed.
+
+    Its logits on the model's token ids must be within the type's llama.cpp tolerance of the base model with
+    its unmerged adapter. Its own tokenisation is compared and recorded, not enforced: llama.cpp writes a
+    space after every special token of a SentencePiece vocabulary, as ``legacy`` Hugging Face tokenizers do,
+    and a ``legacy=False`` one does not, which no GGUF field can express.
+    """
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return None
+    from medllm.llamacpp import greedy_tokens, open_gguf, position_logits
+
+    texts, ids = reference["texts"], reference["ids"]
+    llm = open_gguf(path, n_ctx=max(map(len, ids)) + GREEDY_TOKENS)
+    try:
+        runtime_ids = [llm.tokenize(t.encode(), add_bos=True, special=True) for t in texts]
+        logits = [torch.from_numpy(position_logits(llm, row)) for row in ids]
+        greedy = [greedy_tokens(llm, row, GREEDY_TOKENS) for row in ids]
+    finally:
+        llm.close()
+    check = {"tokens_equal": runtime_ids == ids, **agreement(logits, greedy, reference)}
+    if not check["tokens_equal"]:
+        bad = next(i for i, (a, b) in enumerate(zip(runtime_ids, ids)) if a != b)
+        check["token_difference"] = (
+            f"{texts[bad][:40]!r}: llama.cpp {runtime_ids[bad][:10]}..., the model's tokenizer {ids[bad][:10]}..."
+        )
+        log.warning("%s in llama.cpp tokenises differently from training: %s", path.name, check["token_difference"])
+    _within(f"{path.name} in llama.cpp", check, LLAMACPP_TOLERANCE[type_name], type_name)
+    return check
+
+
 def _within(name: str, check: dict, tolerance: float, type_name: str) -> None:
     if check["relative"] > tolerance:
         raise MedllmError(
@@ -323,6 +364,7 @@ def verify_all(folder: Path, tokenizer, merged: dict, entries: dict, reference: 
     for type_name, entry in entries.items():
         rounded = merged_logits if type_name == "f32" else _logits(rounded_like(load(), type_name), reference["ids"])
         entry["check"] = verify_gguf(folder / entry["file"], type_name, reference, rounded)
+        entry["check"]["llamacpp"] = verify_in_llamacpp(folder / entry["file"], type_name, reference)
         log.info(
             "%s: max abs logit difference %.3g (%.3g of the largest logit) from the base model with its "
             "unmerged adapter, %.3g from the merged weights rounded in transformers",

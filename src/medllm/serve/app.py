@@ -11,8 +11,10 @@
 Each shape is a router in :mod:`medllm.serve.routes`; ``create_app`` builds
 their shared state, adds the middleware and includes them.
 
-Answers come from the model in-process (transformers) or from an Ollama server
-(``serve.backend: ollama``). Patient text is never logged; an audit log of
+Answers come from the model in-process (transformers, or the exported GGUF in
+llama.cpp: ``serve.backend: llamacpp``), from an Ollama server (``ollama``) or
+from any OpenAI-compatible server (``openai``); a prompt longer than the
+model's context is a 413 naming the limit. Patient text is never logged; an audit log of
 request id, time, model, input hash and latency can be switched on. A bearer
 API key is required when configured. Requests beyond ``serve.max_pending`` in
 flight get 503 at once; bodies over ``serve.max_request_bytes`` get 413,
@@ -29,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from medllm.config import Config
+from medllm.llamacpp import ContextExceeded
 from medllm.phenotype.rank import Ranker, load_ranker
 from medllm.retrieval import CaseIndex, DiseaseIndex
 from medllm.safety import DISCLAIMER
@@ -81,6 +84,11 @@ async def backend_failed(request: Request, exc: BackendError):
     return JSONResponse({"detail": f"model backend unavailable: {exc}"}, status_code=502)
 
 
+async def context_exceeded(request: Request, exc: ContextExceeded):
+    """413 naming the context window the prompt does not fit in."""
+    return JSONResponse({"detail": str(exc)}, status_code=413)
+
+
 async def invalid_request(request: Request, exc: RequestValidationError):
     """422 with one line per problem: where it is (``body.symptoms.0``) and what is wrong."""
     problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
@@ -111,6 +119,7 @@ def create_app(
         )
     app.add_middleware(BodyLimit, max_bytes=cfg.max_request_bytes)
     app.add_exception_handler(BackendError, backend_failed)
+    app.add_exception_handler(ContextExceeded, context_exceeded)
     app.add_exception_handler(RequestValidationError, invalid_request)
     for routes in (health, diagnose, openai, ollama):
         app.include_router(routes.router)

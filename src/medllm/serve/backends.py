@@ -1,7 +1,9 @@
-"""The model behind the API: in-process transformers, an Ollama server, or any OpenAI-compatible server."""
+"""The model behind the API: in-process transformers or llama.cpp, an Ollama server, or any OpenAI-compatible
+server."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -32,6 +34,12 @@ class Backend(Protocol):
     def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]: ...
 
     def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]: ...
+
+
+def scores_candidates(engine: Backend) -> bool:
+    """Whether the backend gives log-likelihoods of given answers (the re-ranker's input): the in-process ones do;
+    Ollama and OpenAI-compatible chat servers return only the text they generate."""
+    return callable(getattr(engine, "loglikelihoods", None))
 
 
 @dataclass
@@ -114,6 +122,49 @@ class Engine:
 
         threading.Thread(target=run, daemon=True).start()
         yield from streamer
+
+
+class LlamaCppEngine:
+    """The exported GGUF in-process in llama.cpp (``llama-cpp-python``): chat template and stop tokens from the
+    file; greedy answers and the re-ranker's log-likelihoods, one request at a time (one context)."""
+
+    def __init__(self, path: Path, max_new_tokens: int, n_ctx: int, n_threads: int | None):
+        from medllm.llamacpp import open_gguf
+
+        self._llm = open_gguf(path, n_ctx, n_threads)
+        self._lock = threading.Lock()
+        self.name, self.adapter, self.max_new_tokens = path.name, None, max_new_tokens
+
+    def ready(self) -> bool:
+        return True
+
+    def _chat(self, messages: list[dict], max_new_tokens: int | None, stream: bool):
+        from medllm.llamacpp import ContextExceeded
+
+        limit = min(max_new_tokens or self.max_new_tokens, self.max_new_tokens)
+        try:
+            return self._llm.create_chat_completion(messages, max_tokens=limit, temperature=0, stream=stream)
+        except ValueError as exc:  # llama-cpp-python's "Requested tokens (N) exceed context window of M"
+            raise ContextExceeded(f"{self.name}: {exc}") from None
+
+    def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]:
+        with self._lock:
+            reply = self._chat(messages, max_new_tokens, stream=False)
+        return reply["choices"][0]["message"]["content"].strip(), reply["usage"]["completion_tokens"]
+
+    def loglikelihoods(self, messages: list[dict], answers: list[str]) -> list[tuple[float, int]]:
+        """Each answer's log-likelihood (and token count) after ``messages``, the prompt evaluated once."""
+        from medllm.llamacpp import loglikelihoods
+
+        with self._lock:
+            return loglikelihoods(self._llm, messages, answers)
+
+    def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
+        with self._lock:
+            for chunk in self._chat(messages, max_new_tokens, stream=True):
+                text = chunk["choices"][0]["delta"].get("content")
+                if text:
+                    yield text
 
 
 class OllamaEngine:
@@ -216,9 +267,24 @@ class OpenAIEngine:
             raise self._fail(exc) from None
 
 
+def default_gguf(export_dir: Path) -> Path:
+    """The GGUF ``medllm export`` wrote to ``export_dir``: its q8_0 file, else f16, else the first type."""
+    summary = export_dir / "export.json"
+    if not summary.is_file():
+        raise MedllmError(f"serve.backend llamacpp: no {summary}; run `medllm export` or set serve.gguf")
+    files = json.loads(summary.read_text(encoding="utf-8")).get("gguf", {})
+    for type_name in ("q8_0", "f16", *files):
+        if type_name in files:
+            return export_dir / files[type_name]["file"]
+    raise MedllmError(f"serve.backend llamacpp: {summary} lists no GGUF file")
+
+
 def load_backend(config: Config, adapter: Path | None = None) -> Backend:
-    """The model behind the API: ``serve.backend`` transformers (+ adapter), ollama or openai."""
+    """The model behind the API: ``serve.backend`` transformers (+ adapter), llamacpp, ollama or openai."""
     cfg = config.serve
+    if cfg.backend == "llamacpp":
+        path = Path(cfg.gguf) if cfg.gguf else default_gguf(config.run.export)
+        return LlamaCppEngine(path, cfg.max_new_tokens, cfg.n_ctx, cfg.n_threads)
     if cfg.backend == "openai":
         if not cfg.openai_base_url:
             raise MedllmError(

@@ -30,7 +30,7 @@ from medllm.phenotype.rank import CaseTerms, Ranker, case_scores, case_terms, ra
 from medllm.phenotype.rerank import case_vignette, score_case, top_candidates
 from medllm.prompts import build_messages
 from medllm.safety import RedFlag
-from medllm.serve.backends import BackendError
+from medllm.serve.backends import BackendError, scores_candidates
 from medllm.serve.dependencies import ServeState
 from medllm.serve.schemas import (
     Diagnosis,
@@ -158,14 +158,13 @@ def _evidence(kb: KnowledgeBase, match: TermMatch) -> TermEvidence:
 def fused_top(state: ServeState, case: PhenotypeCase, terms: CaseTerms, scores: np.ndarray):
     """The phenotype top K (``rerank.top_k``) in the fused order with their confidences (softmax over the K, the
     fitted temperature); None when no fusion is served or the backend cannot score (Ollama)."""
-    score = getattr(state.engine, "loglikelihoods", None)
-    if state.fusion is None or score is None:
+    if state.fusion is None or not scores_candidates(state.engine):
         return None
     cfg = state.config.rerank
     top = top_candidates(state.ranker, state.explainer, terms, scores, cfg.top_k)
     present, absent = ([f.label for f in case.findings if f.excluded is e] for e in (False, True))
     vignette = case_vignette(present, absent, None if case.sex == "unknown" else case.sex, case.age)
-    scored = score_case(score, vignette, top, cfg.seed)
+    scored = score_case(state.engine.loglikelihoods, vignette, top, cfg.seed)
     order = state.fusion.order(scored)
     return top.positions[order], state.fusion.confidences(scored)[order]
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends
 
 from medllm.safety import URGENT_CARE, red_flags
 from medllm.serve import phenotype
+from medllm.serve.backends import scores_candidates
 from medllm.serve.dependencies import ServeState, State, admitted, authorize, refuse_injection
 from medllm.serve.schemas import (
     DiagnoseRequest,
@@ -27,6 +28,10 @@ from medllm.serve.schemas import (
 )
 
 router = APIRouter()
+NO_SCORING = (
+    "The {backend} backend gives no log-probabilities for the candidates: the differential is the phenotype "
+    "ranking, without the fine-tuned model's re-ranking."
+)
 
 
 def _next_steps(top: Diagnosis | None, genetic: bool, flagged: bool) -> list[str]:
@@ -73,6 +78,8 @@ def _ranked(case: phenotype.PhenotypeCase, top_k: int, state: ServeState, flags:
     unavailable = f"The model is unavailable ({problem}): the differential is the phenotype ranking alone."
     low = _confidence_notes(top_score, separated, state.config.phenotype.low_confidence_below)
     notes = ([unavailable] if problem else []) + low
+    if state.fusion is not None and not scores_candidates(state.engine):
+        notes.insert(0, NO_SCORING.format(backend=state.config.serve.backend))
     top = differential[0]
     return {
         "ranking": used,

@@ -1,10 +1,12 @@
-"""``GET /healthz`` (the process answers) and ``GET /readyz`` (the model backend answers too); no API key."""
+"""``GET /healthz`` (the process answers) and ``GET /readyz`` (the model backend answers too, whether it scores
+candidates and which ranking ``/v1/diagnose`` serves); no API key."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from medllm.serve.backends import scores_candidates
 from medllm.serve.dependencies import State
 
 router = APIRouter()
@@ -20,4 +22,12 @@ def readyz(state: State):
     engine = state.engine
     if not engine.ready():
         return JSONResponse({"status": "not ready", "model": engine.name}, status_code=503)
-    return {"status": "ready", "model": engine.name, "adapter": engine.adapter}
+    scoring = scores_candidates(engine)
+    return {
+        "status": "ready",
+        "model": engine.name,
+        "adapter": engine.adapter,
+        "backend": state.config.serve.backend,
+        "candidate_scoring": scoring,  # log-likelihoods of the candidates, which the re-ranker needs
+        "ranking": "fused" if state.fusion is not None and scoring else "phenotype",
+    }
