@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from scipy.special import log_softmax
 
 from medllm.errors import MedllmError
 
@@ -92,12 +93,6 @@ def prompt_tokens(llm, messages: list[dict]) -> list[int]:
     return llm.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special, special=True)
 
 
-def _log_softmax(rows: np.ndarray) -> np.ndarray:
-    rows = rows.astype(np.float32, copy=False)
-    shifted = rows - rows.max(-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-
-
 def loglikelihoods(llm, messages: list[dict], continuations: list[str]) -> list[tuple[float, int]]:
     """Summed float32 log-likelihood (and token count) of each continuation as the assistant's answer.
 
@@ -118,7 +113,8 @@ def loglikelihoods(llm, messages: list[dict], continuations: list[str]) -> list[
         llm.n_tokens = len(prompt)
         llm.eval(target)
         rows = np.vstack([last, llm.scores[len(prompt) : len(prompt) + len(target) - 1]])
-        scores.append((float(_log_softmax(rows)[np.arange(len(target)), target].sum()), len(target)))
+        logprobs = log_softmax(rows.astype(np.float32, copy=False), axis=-1)
+        scores.append((float(logprobs[np.arange(len(target)), target].sum()), len(target)))
     return scores
 
 

@@ -30,7 +30,7 @@ from medllm.phenotype.rank import CaseTerms, Ranker, case_scores, case_terms, ra
 from medllm.phenotype.rerank import case_vignette, score_case, top_candidates
 from medllm.prompts import build_messages
 from medllm.safety import RedFlag
-from medllm.serve.backends import BackendError, scores_candidates
+from medllm.serve.backends import BackendError
 from medllm.serve.dependencies import ServeState
 from medllm.serve.schemas import (
     Diagnosis,
@@ -158,7 +158,7 @@ def _evidence(kb: KnowledgeBase, match: TermMatch) -> TermEvidence:
 def fused_top(state: ServeState, case: PhenotypeCase, terms: CaseTerms, scores: np.ndarray):
     """The phenotype top K (``rerank.top_k``) in the fused order with their confidences (softmax over the K, the
     fitted temperature); None when no fusion is served or the backend cannot score (Ollama)."""
-    if state.fusion is None or not scores_candidates(state.engine):
+    if not state.reranks:
         return None
     cfg = state.config.rerank
     top = top_candidates(state.ranker, state.explainer, terms, scores, cfg.top_k)

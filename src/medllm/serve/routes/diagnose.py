@@ -16,7 +16,6 @@ from fastapi import APIRouter, Depends
 
 from medllm.safety import URGENT_CARE, red_flags
 from medllm.serve import phenotype
-from medllm.serve.backends import scores_candidates
 from medllm.serve.dependencies import ServeState, State, admitted, authorize, refuse_injection
 from medllm.serve.schemas import (
     DiagnoseRequest,
@@ -78,7 +77,7 @@ def _ranked(case: phenotype.PhenotypeCase, top_k: int, state: ServeState, flags:
     unavailable = f"The model is unavailable ({problem}): the differential is the phenotype ranking alone."
     low = _confidence_notes(top_score, separated, state.config.phenotype.low_confidence_below)
     notes = ([unavailable] if problem else []) + low
-    if state.fusion is not None and not scores_candidates(state.engine):
+    if state.fusion is not None and not state.reranks:
         notes.insert(0, NO_SCORING.format(backend=state.config.serve.backend))
     top = differential[0]
     return {

@@ -22,12 +22,11 @@ def readyz(state: State):
     engine = state.engine
     if not engine.ready():
         return JSONResponse({"status": "not ready", "model": engine.name}, status_code=503)
-    scoring = scores_candidates(engine)
     return {
         "status": "ready",
         "model": engine.name,
         "adapter": engine.adapter,
         "backend": state.config.serve.backend,
-        "candidate_scoring": scoring,  # log-likelihoods of the candidates, which the re-ranker needs
-        "ranking": "fused" if state.fusion is not None and scoring else "phenotype",
+        "candidate_scoring": scores_candidates(engine),  # log-likelihoods of the candidates, for the re-ranker
+        "ranking": "fused" if state.reranks else "phenotype",
     }
