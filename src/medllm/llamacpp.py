@@ -63,18 +63,25 @@ def _without_extra_buffers(llama_cpp):
         llama_cpp.llama_cpp.llama_model_default_params = default
 
 
-def open_gguf(path: str | Path, n_ctx: int = 2048, n_threads: int | None = None):
-    """The GGUF in llama.cpp, keeping every position's logits (``logits_all``: what scoring reads)."""
+def open_gguf(path: str | Path, n_ctx: int = 2048, n_threads: int | None = None, lora: Path | None = None):
+    """The GGUF in llama.cpp, keeping every position's logits (``logits_all``: what scoring reads); ``lora``: a GGUF
+    LoRA applied at full scale."""
     llama_cpp = require_llama_cpp()
     path = Path(path)
     check_gguf(path)
     with _without_extra_buffers(llama_cpp):
         try:
             return llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, logits_all=True, verbose=False
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                logits_all=True,
+                lora_path=str(lora) if lora else None,
+                verbose=False,
             )
-        except ValueError as exc:
-            raise MedllmError(f"{path}: llama.cpp cannot load it ({exc})") from None
+        except (ValueError, RuntimeError) as exc:  # RuntimeError: an adapter it cannot apply
+            loaded = f"{path} with {lora}" if lora else str(path)
+            raise MedllmError(f"{loaded}: llama.cpp cannot load it ({exc})") from None
 
 
 def prompt_tokens(llm, messages: list[dict]) -> list[int]:

@@ -47,13 +47,23 @@ class CandidateEvidence:
     against: tuple[str, ...] = ()  # excluded findings the disease has
 
 
+EVIDENCE_NAMED = 5  # findings named per kind of evidence and candidate; the rest are counted
+
+
+def _named(labels: tuple[str, ...]) -> str:
+    """The first :data:`EVIDENCE_NAMED` labels, and how many more: a published case lists up to 50 findings, and
+    every one named for each of K candidates would take thousands of tokens (the whole case is in the vignette)."""
+    rest = len(labels) - EVIDENCE_NAMED
+    return ", ".join(labels[:EVIDENCE_NAMED]) + (f" and {rest} more" if rest > 0 else "")
+
+
 def describe_evidence(candidate: CandidateEvidence) -> str:
     """One prompt line: the candidate and what of the case it explains, leaves unexplained, and contradicts."""
-    parts = [f"explains {', '.join(candidate.matched)}" if candidate.matched else "explains none of the findings"]
+    parts = [f"explains {_named(candidate.matched)}" if candidate.matched else "explains none of the findings"]
     if candidate.unexplained:
-        parts.append(f"not {', '.join(candidate.unexplained)}")
+        parts.append(f"not {_named(candidate.unexplained)}")
     if candidate.against:
-        parts.append(f"but has {', '.join(candidate.against)}, which the patient lacks")
+        parts.append(f"but has {_named(candidate.against)}, which the patient lacks")
     return f"{candidate.name}: {'; '.join(parts)}"
 
 

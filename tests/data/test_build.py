@@ -195,3 +195,35 @@ def test_max_records_bounds_what_a_brought_source_yields(tmp_path):
     assert len(records) == 25 and stats["pmc_patients"].read == 300, "the whole file read, a sample of 25 kept"
     unbounded = DataConfig(sources=[{"source": "pmc_patients", "path": pmc}])
     assert len(list(source_records(unbounded, {}))) == 300
+
+
+@pytest.mark.slow
+def test_rerank_rows_train_on_the_whole_base_and_never_on_the_cases_the_fusion_is_fitted_on(tmp_path, tiny_llama_dir):
+    from conftest import small_config
+    from medllm.data.build import build_dataset
+    from medllm.eval.phenopackets import phenopackets_path
+    from medllm.eval.rerank import fitting_cases
+
+    packaged = phenopackets_path("packaged")
+    config = small_config(
+        tmp_path,
+        str(tiny_llama_dir),
+        **{
+            "data.tasks": ["rerank"],
+            "data.sources": [{"source": "phenopackets", "path": str(packaged)}],
+            "eval.phenopackets": str(packaged),
+            "rerank.fit_max_cases": None,
+        },
+    )
+    build_dataset(config)
+    train, validation, test = (load_split(config.data_dir, s) for s in ("train", "validation", "test"))
+    assert set(train["task"]) == {"rerank"} and {"hpo", "common", "phenopackets"} >= set(train["source"])
+    assert {"common", "phenopackets"} <= set(train["source"])
+    assert set(validation["task"]) == {"differential", "rerank"} and set(test["task"]) == {"differential"}
+    trained = {r["disease_id"] for r in train if r["source"] == "phenopackets"}
+    fitted = {d for c in fitting_cases(config) for d in c.disease_ids}
+    assert trained and fitted and not trained & fitted
+    for row in train.select(range(3)):  # candidates drawn from the whole base (ORPHA/OMIM rows, not only common)
+        assert row["disease_id"] in row["retrieved"] and len(row["retrieved"]) == config.rerank.top_k
+        assert "Candidate diagnoses with the evidence" in row["prompt"][1]["content"]
+    assert any(d.startswith(("OMIM:", "ORPHA:")) for r in train for d in r["retrieved"])

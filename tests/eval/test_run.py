@@ -4,11 +4,18 @@ from medllm.eval.run import evaluate
 from medllm.train.recipe import train
 
 
-def test_retrieval_only_needs_no_model(tiny_dataset):
+def test_retrieval_only_needs_no_model(tiny_dataset, monkeypatch):
     config = tiny_dataset.model_copy(
-        update={"eval": tiny_dataset.eval.model_copy(update={"conditions": ["retrieval"]})}
+        update={
+            "eval": tiny_dataset.eval.model_copy(
+                update={"conditions": ["retrieval"], "safety": False, "benchmarks": []}
+            ),
+            "rerank": tiny_dataset.rerank.model_copy(update={"eval": False}),
+        }
     )
+    monkeypatch.setattr("medllm.eval.run.load_model", None)  # calling it would fail the test
     metrics = evaluate(config)
+    assert metrics["phenopackets"]["rerank"] is None
     block = metrics["conditions"]["retrieval"]["all"]
     assert block["n"] == metrics["n"] == 8
     assert block["top1"]["accuracy"] <= block["top5"]["accuracy"]
@@ -16,6 +23,18 @@ def test_retrieval_only_needs_no_model(tiny_dataset):
     assert set(metrics["retrievers"]) == {"bm25", "dense", "hybrid"}
     assert metrics["retrievers"]["hybrid"]["all"] == block, "the dataset's candidates come from the hybrid retriever"
     assert "## Retrieval methods" in (config.output_dir / "eval" / "report.md").read_text()
+
+
+def test_the_phenopacket_re_rankers_load_the_model_without_any_model_condition(tiny_dataset):
+    config = tiny_dataset.model_copy(
+        update={
+            "eval": tiny_dataset.eval.model_copy(
+                update={"conditions": ["retrieval"], "safety": False, "benchmarks": []}
+            )
+        }
+    )
+    rerank = evaluate(config)["phenopackets"]["rerank"]
+    assert set(rerank["models"]) == {"base"} and rerank["fit_n"] == 4  # no finetuned_rag: the base model alone
 
 
 def test_all_conditions_on_a_tiny_model(tiny_dataset):

@@ -75,6 +75,21 @@ def test_entries_sharing_a_name_merge_into_one_with_every_id():
     assert one.absent == set()  # OMIM's NOT does not cancel ORPHA's finding
 
 
+def test_orphanets_type_n_is_omims_subtype_n_and_other_subtypes_stay_apart():
+    sca31 = DiseaseAnnotations("OMIM:117210", "Spinocerebellar ataxia 31", {"HP:1": 0.5})
+    orpha31 = DiseaseAnnotations("ORPHA:217012", "Spinocerebellar ataxia type 31", {"HP:2": 0.5})
+    orpha3 = DiseaseAnnotations("ORPHA:98757", "Spinocerebellar ataxia type 3", {"HP:3": 0.5})
+    typed = DiseaseAnnotations("ORPHA:1", "Diabetes type 1 with deafness", {"HP:4": 0.5})
+    plain = DiseaseAnnotations("OMIM:1", "Diabetes 1 with deafness", {"HP:4": 0.5})
+    merged = merge_diseases([orpha31, sca31, orpha3, typed, plain])
+    assert [(d.id, d.other_ids) for d in merged] == [
+        ("OMIM:1", []),  # only a closing "type N" is rewritten
+        ("OMIM:117210", ["ORPHA:217012"]),
+        ("ORPHA:1", []),
+        ("ORPHA:98757", []),
+    ]
+
+
 def test_a_merged_entry_is_ranked_and_matched_under_any_of_its_ids(tmp_path):
     kb = build_knowledge_base(
         write_hpo(tmp_path / "hpo"), common=write_table(tmp_path / "t.yaml", {**MI, "synonyms": ["Disease one"]})

@@ -95,3 +95,14 @@ def test_incomplete_checkpoint_is_not_resumed_from(tmp_path):
     (run.checkpoints / "checkpoint-4").mkdir()  # killed while saving: no trainer state yet
     assert [c.name for c in run.complete_checkpoints()] == ["checkpoint-2"]
     assert run.latest_checkpoint().name == "checkpoint-2"
+
+
+def test_rows_too_long_for_their_answer_are_counted_in_a_warning(tiny_dataset, caplog):
+    from medllm.data.dataset import load_split
+
+    short = tiny_dataset.model_copy(update={"train": tiny_dataset.train.model_copy(update={"max_length": 40})})
+    with caplog.at_level("WARNING", logger="medllm.train.recipe"):
+        kept = build_trainer(short).train_dataset.num_rows
+    rows = load_split(tiny_dataset.data_dir, "train").num_rows
+    assert kept < rows  # prompts longer than 40 tokens: TRL dropped the rows left without an answer
+    assert f"{rows - kept} of {rows} training rows are longer than train.max_length=40" in caplog.text

@@ -29,7 +29,8 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import cache, partial
 from itertools import chain
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from medllm.data.curate.decontaminate import benchmark_texts
 from medllm.data.curate.pipeline import curate
 from medllm.data.dataset import CASE_FIELDS, DIFFERENTIAL, load_diseases
 from medllm.data.loaders import iter_records
+from medllm.data.rerank import PHENOPACKETS, RERANK, RerankBuilder, phenopacket_records, simulated_records
 from medllm.data.simulators import OFFLINE_GENERATORS, OFFLINE_SOURCES, iter_offline
 from medllm.data.sources import SOURCES, LoadStats, SourceInfo, reservoir_sample
 from medllm.errors import MedllmError
@@ -65,6 +67,9 @@ SIMULATED_SOURCES = {
         "cases simulated from its table of common diseases",
     ),
 }
+LICENSES = {name: info.license for name, info in SIMULATED_SOURCES.items()}
+FILE_SOURCES = SOURCES | {"phenopackets": PHENOPACKETS}  # the data.sources entries read from a path
+CARD_SOURCES = SIMULATED_SOURCES | OFFLINE_SOURCES | {"phenopackets": PHENOPACKETS}  # beyond medllm.data.sources
 
 
 def _join(items: list[str]) -> str:
@@ -169,15 +174,18 @@ def select_diseases(cfg: DataConfig) -> list[Disease]:
 
 
 def build_splits(diseases: list[Disease], config: Config, index: DiseaseIndex) -> dict[str, list[dict]]:
-    """Simulated cases of every disease per split, with their retrieved candidates and targets."""
+    """Simulated cases of every disease per split, with their retrieved candidates and targets.
+
+    Validation and test always get them (the simulated held-out evaluation); the training split only when
+    ``data.tasks`` has ``differential``.
+    """
     cfg, prompt = config.data.simulation, config.prompt
     splits: dict[str, list[dict]] = {}
     for split in reversed(SPLITS):  # test first, so training can exclude its vignettes
         rng = random.Random(cfg.seeds[split])
+        per_disease = cfg.cases_per_disease[split] if split != "train" or DIFFERENTIAL in config.data.tasks else 0
         cases = [
-            (disease, n, simulate_case(disease, diseases, cfg, rng))
-            for disease in diseases
-            for n in range(cfg.cases_per_disease[split])
+            (disease, n, simulate_case(disease, diseases, cfg, rng)) for disease in diseases for n in range(per_disease)
         ]
         hits = index.search_many([case["vignette"] for _, _, case in cases], prompt.num_candidates)
         splits[split] = [
@@ -228,13 +236,16 @@ def dataset_row(record: dict) -> dict:
     return {f: row[f] for f in ROW_FIELDS}
 
 
-def source_records(cfg: DataConfig, stats: dict[str, LoadStats]) -> Iterator[dict]:
+def source_records(
+    cfg: DataConfig, stats: dict[str, LoadStats], rerank: Callable[[], RerankBuilder] | None = None
+) -> Iterator[dict]:
     """The records of every ``data.sources`` entry, streamed; load counts go into ``stats``.
 
     An entry is a file users bring (``source`` a loader of :mod:`medllm.data.sources`
-    and its ``path``) or an offline simulator (``clinosim``, ``synthea``: a
-    seeded population of ``patients``). ``max_records`` keeps a seeded uniform
-    sample of a file's records (read through once, holding only the sample).
+    and its ``path``; ``phenopackets``: re-rank rows of published cases, :mod:`medllm.data.rerank`) or an
+    offline simulator (``clinosim``, ``synthea``: a seeded population of ``patients``). ``max_records`` keeps
+    a seeded uniform sample of a file's records (read through once, holding only the sample). ``rerank`` gives the
+    served ranker the ``phenopackets`` rows are written with.
     """
     for spec in cfg.sources:
         stats.setdefault(spec.source, LoadStats())
@@ -242,11 +253,15 @@ def source_records(cfg: DataConfig, stats: dict[str, LoadStats]) -> Iterator[dic
             yield from iter_offline(spec.source, spec.patients, spec.seed, stats[spec.source])
         elif spec.path is None:
             raise MedllmError(
-                f"data.sources: '{spec.source}' needs a path ({SOURCES[spec.source].files})"
-                if spec.source in SOURCES
-                else f"data.sources: unknown source '{spec.source}' (files: {', '.join(SOURCES)}; "
+                f"data.sources: '{spec.source}' needs a path ({FILE_SOURCES[spec.source].files})"
+                if spec.source in FILE_SOURCES
+                else f"data.sources: unknown source '{spec.source}' (files: {', '.join(FILE_SOURCES)}; "
                 f"simulated offline: {', '.join(OFFLINE_GENERATORS)})"
             )
+        elif spec.source == "phenopackets":
+            if rerank is None:
+                raise MedllmError("data.sources: phenopackets rows need the phenotype ranker (run `medllm data`)")
+            yield from phenopacket_records(spec, rerank(), stats[spec.source])
         else:
             records = iter_records(spec.source, spec.path, stats[spec.source], spec.max_bad_fraction)
             yield from (
@@ -287,10 +302,12 @@ def build_dataset(config: Config) -> dict:
         index = write_index(tmp / "index", diseases, config.retrieval)
         simulated = build_splits(diseases, config, index)
         stats: dict[str, LoadStats] = {}
+        rerank = cache(partial(RerankBuilder.from_config, config))  # the served ranker, loaded when needed
         # held-out splits first, so a duplicate is dropped from training rather than from the test set
         records = chain(
             (case_record(row, split) for split in reversed(SPLITS) for row in simulated[split]),
-            source_records(cfg, stats),
+            simulated_records(diseases, config, rerank(), LICENSES) if RERANK in cfg.tasks else (),
+            source_records(cfg, stats, rerank),
         )
         seen: Counter = Counter()  # every source that gave a record, for the card (even if curation dropped all)
         curated, report = curate(_counted(records, seen), cfg.curation, tokenizer, evaluation_texts(), stats)
@@ -299,9 +316,7 @@ def build_dataset(config: Config) -> dict:
             raise MedllmError("no simulated test case survived curation: check data.curation (e.g. max_tokens)")
         counts = {s: dict(Counter(r["source"] for r in rows)) | {"total": len(rows)} for s, rows in splits.items()}
         DatasetDict({s: Dataset.from_list(rows) for s, rows in splits.items()}).save_to_disk(str(tmp / "dataset"))
-        write_data_card(
-            tmp, report, list(seen), chain(*curated.values()), extra_sources=SIMULATED_SOURCES | OFFLINE_SOURCES
-        )
+        write_data_card(tmp, report, list(seen), chain(*curated.values()), extra_sources=CARD_SOURCES)
         with open(tmp / "diseases.jsonl", "w") as fh:
             for d in diseases:
                 fh.write(json.dumps(d.to_dict(), ensure_ascii=False) + "\n")

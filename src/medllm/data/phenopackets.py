@@ -136,7 +136,7 @@ def parse_phenopacket(doc: dict, file: str = "", cohort: str = "") -> Phenopacke
     )
 
 
-def _documents(path: Path) -> Iterator[tuple[str, str, bytes]]:
+def documents(path: Path) -> Iterator[tuple[str, str, bytes]]:
     """(file name, cohort, raw bytes) for every JSON document under a folder or in a zip."""
     if path.is_dir():
         for file in sorted(path.rglob("*.json")):
@@ -158,7 +158,7 @@ def load_phenopackets(path: str | Path) -> PhenopacketLoad:
     if not path.is_dir() and not zipfile.is_zipfile(path):
         raise MedllmError(f"phenopackets: {path} is neither a folder nor a zip archive")
     result = PhenopacketLoad()
-    for name, cohort, raw in _documents(path):
+    for name, cohort, raw in documents(path):
         try:
             result.cases.append(parse_phenopacket(json.loads(raw), name, cohort))
         except (ValueError, TypeError, AttributeError, KeyError) as exc:  # JSONDecodeError is a ValueError
@@ -186,3 +186,11 @@ def split_by_disease(
     for case in cases:
         parts[part_of[case.disease_ids[0] if case.disease_ids else ""]].append(case)
     return parts
+
+
+def dev_halves(dev: list[PhenopacketCase], seed: int = 0) -> dict[str, list[PhenopacketCase]]:
+    """The dev part cut in two disease-disjoint halves: ``train`` (re-rank training rows, ``medllm data``) and
+    ``fit`` (the re-ranker's fusion weight and temperature, ``medllm eval``), so the weight is never fitted on
+    cases the model was trained on."""
+    parts = split_by_disease(dev, (0.5, 0.5, 0.0), seed)
+    return {"train": parts["dev"], "fit": parts["validation"]}

@@ -22,7 +22,7 @@ from functools import partial
 import numpy as np
 
 from medllm.config import Config
-from medllm.data.phenopackets import PhenopacketCase, load_phenopackets, split_by_disease
+from medllm.data.phenopackets import PhenopacketCase, dev_halves, load_phenopackets, split_by_disease
 from medllm.eval.phenopackets import SHOWN, CaseResult, evaluate_cases, phenopackets_path
 from medllm.eval.stats import SEED, calibration, paired_comparison
 from medllm.generation import adapter_mode, shared_prompt_loglikelihoods
@@ -42,7 +42,8 @@ PROTOCOL = (
     "shuffled order; score = float32 log-likelihood of the answer '<name>\\n' after the prompt, the K in one batch "
     "sharing the prompt's cache; fused = z(phenotype score over the K) + w * log-likelihood (summed or per token), "
     "w chosen on a grid including 0 by top-1 on {fit_n} cases of the dev part (disease-disjoint from the scored "
-    "part{overlap}; ties: smaller w), the softmax temperature by NLL on the same cases; the rest of the ranking "
+    "part{overlap}, and from the half of its diseases re-rank training rows come from; ties: smaller w), the "
+    "softmax temperature by NLL on the same cases; the rest of the ranking "
     "after the K; the case text: sex, onset, age, 'presented with <labels>', 'However, the following features were "
     "excluded: <labels>'"
 )
@@ -125,8 +126,10 @@ def _phenotype_only(p: Prepared) -> ScoredCase:
 
 
 def fitting_cases(config: Config) -> list[PhenopacketCase]:
-    """The dev part of the configured phenopackets (a seeded sample of ``rerank.fit_max_cases``)."""
+    """The dev part's fitting half of the configured phenopackets (a seeded sample of ``rerank.fit_max_cases``):
+    disease-disjoint from the half re-rank training rows come from (:func:`medllm.data.phenopackets.dev_halves`)."""
     dev = split_by_disease(load_phenopackets(phenopackets_path(config.eval.phenopackets)).cases)["dev"]
+    dev = dev_halves(dev)["fit"]
     limit = config.rerank.fit_max_cases
     return random.Random(SEED).sample(dev, limit) if limit is not None and limit < len(dev) else dev
 

@@ -6,7 +6,7 @@ items: the diagnosis conditions (:mod:`medllm.eval.diagnosis`), with
 multiple-choice benchmarks of ``eval.benchmarks`` (:mod:`medllm.eval.mcq`),
 with ``eval.qa_source`` free-text question answering (:mod:`medllm.eval.qa`),
 and with ``eval.phenopackets`` phenotype-only ranking of real published cases
-(:mod:`medllm.eval.phenopackets`, no model). Base and fine-tuned model (with
+(:mod:`medllm.eval.phenopackets`), re-ranked by the model with ``rerank.eval``. Base and fine-tuned model (with
 ``finetuned_rag`` in ``eval.conditions``) are scored on the same items. The
 metrics, the predictions and the report (:mod:`medllm.eval.report`) go to
 ``<run>/eval/``.
@@ -55,7 +55,8 @@ def evaluate(config: Config, adapter: Path | None = None) -> dict:
         require_adapter(adapter, ": run `medllm train` first or drop finetuned_rag from eval.conditions")
     model = tokenizer = None
     model_sections = (wanted(cfg) for section, (wanted, _) in SECTIONS.items() if section not in MODEL_FREE)
-    if set(cfg.conditions) & LLM_CONDITIONS.keys() or any(model_sections):
+    reranks = cfg.phenopackets is not None and config.rerank.eval  # the phenopackets' re-rankers need the model
+    if set(cfg.conditions) & LLM_CONDITIONS.keys() or any(model_sections) or reranks:
         tokenizer = load_tokenizer(config.model)
         model = load_model(config.model, adapter if "finetuned" in models else None)
 

@@ -183,6 +183,11 @@ def _files(config: Config, summary: dict) -> list[str]:
         rows.append([f"`{entry['file']}`", _mib(entry["size"]), *_check_cells(check)])
         if check.get("llamacpp"):
             rows.append([f"`{entry['file']}` in llama.cpp", _mib(entry["size"]), *_check_cells(check["llamacpp"])])
+    lora = summary.get("lora")
+    if lora:
+        base, adapter = lora["base"], lora["adapter"]
+        name = f"`{base['file']}` + `{adapter['file']}` (GGUF LoRA) in llama.cpp"
+        rows.append([name, f"{_mib(base['size'])} + {_mib(adapter['size'])}", *_check_cells(lora.get("check"))])
     header = ["file", "size", "max abs logit difference", "same top-1 token", "prompts with the same greedy text"]
     return [
         "",
@@ -193,7 +198,8 @@ def _files(config: Config, summary: dict) -> list[str]:
         *table(header, rows),
         "",
         f"Run with Ollama: `ollama create {config.export.ollama_model} -f Modelfile`, then "
-        f"`ollama run {config.export.ollama_model}`.",
+        f"`ollama run {config.export.ollama_model}`."
+        + (" `Modelfile.lora` builds the same model from the base GGUF and the adapter (`ADAPTER`)." if lora else ""),
         "",
     ]
 

@@ -306,7 +306,7 @@ def verify_gguf(path: Path, type_name: str, reference: dict, rounded: list[torch
             f"{path.name}: logits differ by {check['conversion_max_abs_diff']:.3g} from the merged "
             f"model with its weights rounded to {type_name}: the conversion is wrong"
         )
-    _within(path.name, check, TOLERANCE[type_name], type_name)
+    require_within(path.name, check, TOLERANCE[type_name], type_name)
     return check
 
 
@@ -338,11 +338,11 @@ def verify_in_llamacpp(path: Path, type_name: str, reference: dict) -> dict | No
             f"{texts[bad][:40]!r}: llama.cpp {runtime_ids[bad][:10]}..., the model's tokenizer {ids[bad][:10]}..."
         )
         log.warning("%s in llama.cpp tokenises differently from training: %s", path.name, check["token_difference"])
-    _within(f"{path.name} in llama.cpp", check, LLAMACPP_TOLERANCE[type_name], type_name)
+    require_within(f"{path.name} in llama.cpp", check, LLAMACPP_TOLERANCE[type_name], type_name)
     return check
 
 
-def _within(name: str, check: dict, tolerance: float, type_name: str) -> None:
+def require_within(name: str, check: dict, tolerance: float, type_name: str) -> None:
     if check["relative"] > tolerance:
         raise MedllmError(
             f"{name}: logits differ from the base model with its unmerged adapter by "
@@ -360,7 +360,7 @@ def verify_all(folder: Path, tokenizer, merged: dict, entries: dict, reference: 
 
     load = partial(AutoModelForCausalLM.from_pretrained, folder / merged["folder"], dtype=torch.float32)
     merged["check"], merged_logits = compare(load(), tokenizer, reference)
-    _within(f"{merged['folder']}/", merged["check"], merged["tolerance_relative"], merged["dtype"])
+    require_within(f"{merged['folder']}/", merged["check"], merged["tolerance_relative"], merged["dtype"])
     for type_name, entry in entries.items():
         rounded = merged_logits if type_name == "f32" else _logits(rounded_like(load(), type_name), reference["ids"])
         entry["check"] = verify_gguf(folder / entry["file"], type_name, reference, rounded)

@@ -6,7 +6,9 @@ a weight, and added in bfloat16 much of it rounds back to the base weight.
 ``merged/`` keeps the float32 weights as safetensors, and each requested GGUF
 type is written from them (:mod:`medllm.export.gguf`). ``merged/`` and every
 GGUF are checked against the base model with its adapter unmerged (float32),
-and the measured differences go into ``export.json``. A Modelfile, Ollama's on-disk model
+and the measured differences go into ``export.json``. With an adapter, the base model is also written as a
+GGUF of the first type and the adapter as a GGUF LoRA (:mod:`medllm.export.lora`; ``Modelfile.lora``
+applies it with Ollama's ``ADAPTER``), checked in llama.cpp the same way. A Modelfile, Ollama's on-disk model
 layout (``blobs/`` + ``manifests/``) and a model card
 (:mod:`medllm.export.card`) complete the export. The export folder is built in
 a temporary sibling and renamed into place, so a failed check never leaves a
@@ -15,6 +17,7 @@ half export behind.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -25,6 +28,7 @@ from medllm.config import Config
 from medllm.errors import MedllmError
 from medllm.export.card import data_sources, model_card
 from medllm.export.gguf import TOLERANCE, check_architecture, check_types, reference_outputs, verify_all, write_all
+from medllm.export.lora import verify_lora_in_llamacpp, write_lora_pair
 from medllm.export.ollama import parse_model_name, write_ollama_layout
 from medllm.io import atomic_directory
 from medllm.models import EMBEDDED, load_model, load_tokenizer, resolve_model_path
@@ -117,9 +121,13 @@ def human_number(n: int) -> str:
     return f"{n / 1000:.0f}K" if n >= 1000 else str(n)
 
 
-def modelfile(gguf_name: str, family: str, system: str, license_text: str, params: dict) -> str:
-    """The Modelfile ``ollama create`` takes; the Ollama layout holds the same template, system, license, params."""
-    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{OLLAMA_TEMPLATES[family]}"""']
+def modelfile(
+    gguf_name: str, family: str, system: str, license_text: str, params: dict, adapter: str | None = None
+) -> str:
+    """The Modelfile ``ollama create`` takes; the Ollama layout holds the same template, system, license, params.
+    ``adapter``: a GGUF LoRA applied to ``gguf_name`` (Ollama's ``ADAPTER``)."""
+    lines = [f"FROM ./{gguf_name}", *([f"ADAPTER ./{adapter}"] if adapter else [])]
+    lines.append(f'TEMPLATE """{OLLAMA_TEMPLATES[family]}"""')
     for key, value in params.items():
         lines += [f'PARAMETER {key} "{v}"' for v in value] if isinstance(value, list) else [f"PARAMETER {key} {value}"]
     lines += [f'SYSTEM """{system}"""', f'LICENSE """{license_text}"""']
@@ -135,8 +143,11 @@ def parameter_count(model) -> int:
     )
 
 
-def package_for_ollama(folder: Path, config: Config, family: str, license_id: str, ggufs: dict, n_params: int) -> dict:
-    """The Modelfile and the Ollama layout for the first GGUF type; return where the manifest is."""
+def package_for_ollama(
+    folder: Path, config: Config, family: str, license_id: str, ggufs: dict, n_params: int, lora: dict | None
+) -> dict:
+    """The Modelfile and the Ollama layout for the first GGUF type (and ``Modelfile.lora`` for the base GGUF and
+    the GGUF LoRA, when written); return where the manifest is."""
     cfg = config.export
     shipped = ggufs[cfg.gguf_types[0]]["file"]
     system = f"{SYSTEM_PROMPT} {DISCLAIMER}"
@@ -152,6 +163,9 @@ def package_for_ollama(folder: Path, config: Config, family: str, license_id: st
         "num_predict": cfg.num_predict,
     }
     (folder / "Modelfile").write_text(modelfile(shipped, family, system, license_text, params), encoding="utf-8")
+    if lora:  # the same model as the base GGUF with the adapter applied at load time
+        text = modelfile(lora["base"]["file"], family, system, license_text, params, lora["adapter"]["file"])
+        (folder / "Modelfile.lora").write_text(text, encoding="utf-8")
     layers = {
         "template": OLLAMA_TEMPLATES[family],
         "system": system,
@@ -229,10 +243,17 @@ def export(config: Config, adapter: Path | None = None, out_dir: Path | None = N
         )
         summary["gguf"] = write_all(model, tokenizer, tmp, merged, model_name, cfg.gguf_types, metadata)
         del model
+        if adapter is not None and cfg.lora_gguf:
+            summary["lora"] = write_lora_pair(config, adapter, hf_config, tokenizer, tmp, model_name, metadata)
         if cfg.verify:
             summary["verify_prompts"] = verify_all(tmp, tokenizer, summary["merged"], summary["gguf"], reference)
-
-        summary["ollama"] = package_for_ollama(tmp, config, family, license_id, summary["gguf"], n_params)
+            if "lora" in summary and importlib.util.find_spec("llama_cpp") is not None:
+                lora = summary["lora"]
+                lora["check"] = verify_lora_in_llamacpp(
+                    tmp / lora["base"]["file"], tmp / lora["adapter"]["file"], lora["base"]["type"], reference
+                )
+        lora = summary.get("lora")
+        summary["ollama"] = package_for_ollama(tmp, config, family, license_id, summary["gguf"], n_params, lora)
         (tmp / "README.md").write_text(model_card(config, summary, license_id), encoding="utf-8")
         (tmp / "export.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

@@ -5,7 +5,9 @@ crowd the differential with copies. Entries are merged when a normalised name or
 one equals a normalised name of another (a common row's names: its own, its ICD-10-CM
 description and inclusion terms without "unspecified"/"NOS"; an OMIM/ORPHA entry's: its name).
 Nothing fuzzy: "Systemic lupus erythematosus 16" stays apart from "Systemic lupus
-erythematosus". The merged entry keeps every id (the first, in ICD-10, OMIM, ORPHA order, is
+erythematosus"; the one rewrite is Orphanet's "type" before a subtype's closing number
+("Spinocerebellar ataxia type 31" is OMIM's "Spinocerebellar ataxia 31"). The merged
+entry keeps every id (the first, in ICD-10, OMIM, ORPHA order, is
 its id), the common row's name, the union of the annotations (the larger frequency of a term
 annotated twice) and the commonest prevalence class.
 """
@@ -13,11 +15,21 @@ annotated twice) and the commonest prevalence class.
 from __future__ import annotations
 
 import math
+import re
 
 from medllm.knowledge import normalize_name
 from medllm.phenotype.annotations import PREVALENCE_CLASSES, DiseaseAnnotations
 
 ID_ORDER = ("ICD10:", "OMIM:", "ORPHA:")
+
+
+_SUBTYPE_WORD = re.compile(r"\btype (?=\w+$)")
+
+
+def merge_key(name: str) -> str:
+    """The normalised name two entries of one disease share (:func:`medllm.knowledge.normalize_name`, without a
+    "type" before the closing subtype number or numeral)."""
+    return _SUBTYPE_WORD.sub("", normalize_name(name))
 
 
 def _prefix(disease: DiseaseAnnotations) -> int:
@@ -75,7 +87,7 @@ def merge_diseases(diseases: list[DiseaseAnnotations]) -> list[DiseaseAnnotation
     owner: dict[str, int] = {}
     for i, disease in enumerate(diseases):
         for name in [disease.name, *disease.synonyms]:
-            key = normalize_name(name)
+            key = merge_key(name)
             if not key:
                 continue
             if key in owner:

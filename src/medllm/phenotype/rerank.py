@@ -32,10 +32,18 @@ class TopK:
     evidence: list[CandidateEvidence]
 
 
-def top_candidates(ranker: Ranker, explainer: Explainer, terms: CaseTerms, scores: np.ndarray, k: int) -> TopK:
-    """The ``k`` best of ``scores`` in the ranking's order, each with its evidence from the case's terms."""
+def top_candidates(
+    ranker: Ranker, explainer: Explainer, terms: CaseTerms, scores: np.ndarray, k: int, include: int | None = None
+) -> TopK:
+    """The ``k`` best of ``scores`` in the ranking's order, each with its evidence from the case's terms.
+
+    ``include``, a position into ``ranker.rows`` (training rows: the true disease), replaces the K-th when it
+    is not among the K, so a training prompt always holds its answer.
+    """
     kb = ranker.kb
     positions = ranking(ranker, scores)[:k]
+    if include is not None and include not in positions:
+        positions[-1] = include
     evidence = []
     for j in positions:
         row = int(ranker.rows[j])

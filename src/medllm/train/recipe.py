@@ -25,6 +25,7 @@ Run folder layout::
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from medllm.models import load_model, load_tokenizer
 from medllm.train.callbacks import CsvLogger, DiagnosisAccuracy, StopOnNonFinite
 from medllm.train.loss import AnswerOnlyLossTrainer
 from medllm.train.memory import check_memory
+
+log = logging.getLogger(__name__)
 
 
 def _prepare_run_folder(config: Config, resume: bool, overwrite: bool) -> Path | None:
@@ -143,7 +146,7 @@ def build_trainer(config: Config, callbacks: list[TrainerCallback] | None = None
     if PartialState().is_main_process:
         run.logs.mkdir(parents=True, exist_ok=True)
         loggers = [TensorBoardCallback(SummaryWriter(str(run.logs))), CsvLogger(run.metrics_csv)]
-    return AnswerOnlyLossTrainer(
+    trainer = AnswerOnlyLossTrainer(
         model=load_model(config.model),
         args=training_arguments(config),
         train_dataset=train_set,
@@ -152,6 +155,16 @@ def build_trainer(config: Config, callbacks: list[TrainerCallback] | None = None
         peft_config=lora_config(config),
         callbacks=[*accuracy, *loggers, StopOnNonFinite(run), *(callbacks or [])],
     )
+    dropped = len(train_set) - len(trainer.train_dataset)
+    if dropped > 0 and not cfg.packing:  # TRL truncates to max_length, then drops rows left with no answer
+        log.warning(
+            "%d of %d training rows are longer than train.max_length=%d up to their answer and were dropped; "
+            "raise train.max_length to keep them",
+            dropped,
+            len(train_set),
+            cfg.max_length,
+        )
+    return trainer
 
 
 def train(

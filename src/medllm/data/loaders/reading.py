@@ -156,14 +156,16 @@ def load_records(
     parse: Parse,
     stats: LoadStats | None,
     max_bad_fraction: float,
+    expected: str | None = None,
 ) -> Iterator[dict]:
     """Parse each source record into output records, skipping and counting malformed ones.
 
     ``parse(raw)`` returns (records, number dropped on purpose) or
     raises ``Bad``. The bad share is checked after each record once
     ``EARLY_CHECK`` were read (a wrong file fails early), and at the end
-    whatever the count.
+    whatever the count. Errors quote ``expected`` (default: the source's files in :data:`SOURCES`).
     """
+    expected = expected or SOURCES[source].files
     if not 0 <= max_bad_fraction <= 1:
         raise MedllmError(f"max_bad_fraction must be between 0 and 1 (got {max_bad_fraction})")
     stats = stats if stats is not None else LoadStats()
@@ -175,7 +177,7 @@ def load_records(
             raise MedllmError(
                 f"{path}: {bad} of {read} {source} records ({bad / read:.0%}) are malformed, more "
                 f"than the {max_bad_fraction:.0%} allowed (first: {first_bad}); "
-                f"expected {SOURCES[source].files}"
+                f"expected {expected}"
             )
 
     try:
@@ -203,9 +205,7 @@ def load_records(
             if read >= EARLY_CHECK:
                 check()
     except UnicodeDecodeError as exc:
-        raise MedllmError(
-            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected {SOURCES[source].files}"
-        ) from None
+        raise MedllmError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected {expected}") from None
     if read == 0:
-        raise MedllmError(f"{path}: no {source} records found; expected {SOURCES[source].files}")
+        raise MedllmError(f"{path}: no {source} records found; expected {expected}")
     check()
