@@ -27,7 +27,7 @@ case's terms and score all diseases (median over the part's cases).
     nice -n 19 .venv/bin/python benchmarks/phenopacket_ranking.py --no-tune --parts validation [--text]
 
 ``--text`` adds the default ranker on each case written as text the way the Monarch
-benchmark prompts LLMs (:func:`medllm.eval.rerank.case_text`) and recognised back to HPO
+benchmark prompts LLMs (:func:`medllm.phenotype.rerank.case_text`) and recognised back to HPO
 terms (:func:`medllm.phenotype.findings.recognise`: names, synonyms, embeddings, negation).
 
 Measured here (2 shared CPU cores, 2026-12-02). Chosen on dev: LIRICAL

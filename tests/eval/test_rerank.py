@@ -11,9 +11,10 @@ from medllm.data.phenopackets import load_phenopackets
 from medllm.eval.diagnosis import score
 from medllm.eval.phenopackets import evaluate_cases, evaluate_phenopackets
 from medllm.eval.report import render_report
-from medllm.eval.rerank import PHENOTYPE, TEXT, case_text, prepare, text_results
+from medllm.eval.rerank import PHENOTYPE, TEXT, prepare, text_results
 from medllm.phenotype.findings import case_ids, recognise
 from medllm.phenotype.rank import load_ranker
+from medllm.phenotype.rerank import case_text
 
 
 def test_the_case_is_written_as_the_monarch_benchmark_does_and_read_back(phenopacket_store, tiny_kb):

@@ -33,7 +33,7 @@ from medllm.knowledge import DEFAULT_FREQUENCY, Disease
 from medllm.phenotype.explain import Explainer
 from medllm.phenotype.kb import PHENOTYPIC_ABNORMALITY, ROOT
 from medllm.phenotype.rank import Ranker, case_scores, case_terms, id_positions, load_ranker
-from medllm.phenotype.rerank import case_vignette, shown_order, top_candidates
+from medllm.phenotype.rerank import case_text, shown_order, top_candidates
 from medllm.prompts import rerank_answer, rerank_messages
 
 RERANK = "rerank"  # the task of these rows
@@ -72,9 +72,7 @@ class RerankBuilder:
         terms = case_terms(kb, case.observed, case.excluded if self.use_excluded else ())
         scores = case_scores(self.ranker, terms, case.age_years, case.sex)
         top = top_candidates(self.ranker, self.explainer, terms, scores, self.top_k, include=gold)
-        present = [str(kb.term_names[t]) for t in terms.observed]
-        excluded = [str(kb.term_names[t]) for t in terms.excluded]
-        vignette = case_vignette(present, excluded, case.sex, case.age_years, case.onset_years)
+        vignette = case_text(case, kb)
         shown = [top.evidence[i] for i in shown_order(vignette, len(top.evidence), self.seed)]
         answer = top.evidence[list(top.positions).index(gold)]
         name = str(kb.disease_names[self.ranker.rows[gold]])
@@ -124,14 +122,13 @@ def simulate_terms(kb, row: int, cfg: SimulationConfig, rng: random.Random, key:
     for term in chosen:
         parents = [int(p) for p in kb.parents.getrow(term).indices if p not in trivial]
         observed.append(rng.choice(parents) if parents and rng.random() < cfg.ancestor_prob else int(term))
-    for _ in range(rng.randint(*cfg.extra_findings)):
-        observed.append(int(rng.choice(kb.frequency.getrow(rng.randrange(kb.n_diseases)).indices)))
+    observed += [_unrelated_finding(kb, rng) for _ in range(rng.randint(*cfg.extra_findings))]
     excluded = []
     for _ in range(rng.randint(*cfg.excluded_findings)):
         if terms and rng.random() < 0.5:
             excluded.append(int(rng.choices(terms, weights=[1.05 - min(w, 1.0) for w in weights])[0]))
         else:
-            excluded.append(int(rng.choice(kb.frequency.getrow(rng.randrange(kb.n_diseases)).indices)))
+            excluded.append(_unrelated_finding(kb, rng))
     low, high = (0.0, 70.0) if np.isnan(kb.ages[row]).any() else kb.ages[row]
     sex = str(kb.disease_sex[row]) or rng.choice(["female", "male"])
     ids = [str(kb.term_ids[t]) for t in observed]
@@ -147,6 +144,11 @@ def simulate_terms(kb, row: int, cfg: SimulationConfig, rng: random.Random, key:
         disease_label=str(kb.disease_names[row]),
         file="",
     )
+
+
+def _unrelated_finding(kb, rng: random.Random) -> int:
+    """A finding of a random disease of the base (the simulation's noise)."""
+    return int(rng.choice(kb.frequency.getrow(rng.randrange(kb.n_diseases)).indices))
 
 
 def simulated_records(

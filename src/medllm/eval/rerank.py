@@ -32,7 +32,7 @@ from medllm.phenotype.fusion import Fusion, ScoredCase, fit, save_fusions, top1_
 from medllm.phenotype.kb import KnowledgeBase
 from medllm.phenotype.lexicon import lexicon_for
 from medllm.phenotype.rank import Ranker, case_scores, case_terms, id_positions, load_ranker, ranking
-from medllm.phenotype.rerank import TopK, case_vignette, score_case, top_candidates
+from medllm.phenotype.rerank import TopK, case_text, score_case, top_candidates
 
 TEXT = "served ranker, the case as text (Monarch rendering) recognised back to HPO"
 PHENOTYPE = "served ranker, ranking order (ties by disease id)"
@@ -47,14 +47,6 @@ PROTOCOL = (
     "after the K; the case text: sex, onset, age, 'presented with <labels>', 'However, the following features were "
     "excluded: <labels>'"
 )
-
-
-def case_text(case: PhenopacketCase, kb: KnowledgeBase) -> str:
-    """:func:`medllm.phenotype.rerank.case_vignette` of a phenopacket (labels of the ids this release knows)."""
-    present, excluded = (
-        [str(kb.term_names[t]) for t in kb.resolve(ids, strict=False)[0]] for ids in (case.observed, case.excluded)
-    )
-    return case_vignette(present, excluded, case.sex, case.age_years, case.onset_years)
 
 
 def text_results(ranker: Ranker, cases: list[PhenopacketCase], use_excluded: bool) -> list[CaseResult]:

@@ -310,6 +310,22 @@ def verify_gguf(path: Path, type_name: str, reference: dict, rounded: list[torch
     return check
 
 
+def llamacpp_outputs(path: Path, reference: dict, lora: Path | None = None):
+    """llama.cpp's own token ids of the check texts, and its logits and greedy tokens on the reference's ids
+    (with the GGUF LoRA ``lora`` applied)."""
+    from medllm.llamacpp import greedy_tokens, open_gguf, position_logits
+
+    ids = reference["ids"]
+    llm = open_gguf(path, n_ctx=max(map(len, ids)) + GREEDY_TOKENS, lora=lora)
+    try:
+        runtime_ids = [llm.tokenize(t.encode(), add_bos=True, special=True) for t in reference["texts"]]
+        logits = [torch.from_numpy(position_logits(llm, row)) for row in ids]
+        greedy = [greedy_tokens(llm, row, GREEDY_TOKENS) for row in ids]
+    finally:
+        llm.close()
+    return runtime_ids, logits, greedy
+
+
 def verify_in_llamacpp(path: Path, type_name: str, reference: dict) -> dict | None:
     """The GGUF in llama.cpp itself, the runtime Ollama and ``--backend llamacpp`` run it in; None when
     llama-cpp-python (the ``llamacpp`` extra) is not installed.
@@ -321,16 +337,8 @@ def verify_in_llamacpp(path: Path, type_name: str, reference: dict) -> dict | No
     """
     if importlib.util.find_spec("llama_cpp") is None:
         return None
-    from medllm.llamacpp import greedy_tokens, open_gguf, position_logits
-
     texts, ids = reference["texts"], reference["ids"]
-    llm = open_gguf(path, n_ctx=max(map(len, ids)) + GREEDY_TOKENS)
-    try:
-        runtime_ids = [llm.tokenize(t.encode(), add_bos=True, special=True) for t in texts]
-        logits = [torch.from_numpy(position_logits(llm, row)) for row in ids]
-        greedy = [greedy_tokens(llm, row, GREEDY_TOKENS) for row in ids]
-    finally:
-        llm.close()
+    runtime_ids, logits, greedy = llamacpp_outputs(path, reference)
     check = {"tokens_equal": runtime_ids == ids, **agreement(logits, greedy, reference)}
     if not check["tokens_equal"]:
         bad = next(i for i, (a, b) in enumerate(zip(runtime_ids, ids)) if a != b)

@@ -11,6 +11,7 @@ with its adapter unmerged (PEFT, float32) within the base file type's llama.cpp 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import re
@@ -23,7 +24,7 @@ from safetensors.torch import load_file
 
 from medllm.config import Config
 from medllm.errors import MedllmError
-from medllm.export.gguf import GREEDY_TOKENS, LLAMACPP_TOLERANCE, agreement, permute, require_within, write_gguf
+from medllm.export.gguf import LLAMACPP_TOLERANCE, agreement, llamacpp_outputs, permute, require_within, write_gguf
 from medllm.models import load_model
 
 _PEFT_NAME = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<half>[AB])\.weight$")
@@ -82,17 +83,12 @@ def write_lora_pair(config: Config, adapter: Path, hf_config, tokenizer, folder:
     }
 
 
-def verify_lora_in_llamacpp(base: Path, lora: Path, type_name: str, reference: dict) -> dict:
-    """The base GGUF with the GGUF LoRA applied in llama.cpp, against the base with its adapter unmerged."""
-    from medllm.llamacpp import greedy_tokens, open_gguf, position_logits
-
-    ids = reference["ids"]
-    llm = open_gguf(base, n_ctx=max(map(len, ids)) + GREEDY_TOKENS, lora=lora)
-    try:
-        logits = [torch.from_numpy(position_logits(llm, row)) for row in ids]
-        greedy = [greedy_tokens(llm, row, GREEDY_TOKENS) for row in ids]
-    finally:
-        llm.close()
+def verify_lora_in_llamacpp(base: Path, lora: Path, type_name: str, reference: dict) -> dict | None:
+    """The base GGUF with the GGUF LoRA applied in llama.cpp, against the base with its adapter unmerged; None
+    when llama-cpp-python (the ``llamacpp`` extra) is not installed."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return None
+    _, logits, greedy = llamacpp_outputs(base, reference, lora)
     check = agreement(logits, greedy, reference)
     require_within(f"{base.name} with {lora.name} in llama.cpp", check, LLAMACPP_TOLERANCE[type_name], type_name)
     return check

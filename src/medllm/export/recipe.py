@@ -17,7 +17,6 @@ half export behind.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -245,14 +244,12 @@ def export(config: Config, adapter: Path | None = None, out_dir: Path | None = N
         del model
         if adapter is not None and cfg.lora_gguf:
             summary["lora"] = write_lora_pair(config, adapter, hf_config, tokenizer, tmp, model_name, metadata)
+        lora = summary.get("lora")
         if cfg.verify:
             summary["verify_prompts"] = verify_all(tmp, tokenizer, summary["merged"], summary["gguf"], reference)
-            if "lora" in summary and importlib.util.find_spec("llama_cpp") is not None:
-                lora = summary["lora"]
-                lora["check"] = verify_lora_in_llamacpp(
-                    tmp / lora["base"]["file"], tmp / lora["adapter"]["file"], lora["base"]["type"], reference
-                )
-        lora = summary.get("lora")
+            if lora:
+                base, lora_file = tmp / lora["base"]["file"], tmp / lora["adapter"]["file"]
+                lora["check"] = verify_lora_in_llamacpp(base, lora_file, lora["base"]["type"], reference)
         summary["ollama"] = package_for_ollama(tmp, config, family, license_id, summary["gguf"], n_params, lora)
         (tmp / "README.md").write_text(model_card(config, summary, license_id), encoding="utf-8")
         (tmp / "export.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -72,6 +72,15 @@ def case_vignette(present, excluded=(), sex: str | None = None, age: float | Non
     return text
 
 
+def case_text(case, kb) -> str:
+    """:func:`case_vignette` of a phenopacket case (:class:`medllm.data.phenopackets.PhenopacketCase`: labels of the
+    ids this release knows): what eval scores and training rows show the model."""
+    present, excluded = (
+        [str(kb.term_names[t]) for t in kb.resolve(ids, strict=False)[0]] for ids in (case.observed, case.excluded)
+    )
+    return case_vignette(present, excluded, case.sex, case.age_years, case.onset_years)
+
+
 def _age(years: float) -> str:
     return f"{round(years * 12)}-month-old" if years < 1 else f"{round(years, 1):g}-year-old"
 
