@@ -19,7 +19,9 @@ Measured here (2 shared CPU cores, 2026-12-04; 12,399 diseases, the 2025-11-24 s
 weight 0.1 (dev MRR 49.5 vs 49.8 at no prior; 0.15 and above cost dev MRR 2.6 to 46 points). Top-1 / top-5
 in %: tuning (n=50) 72.0 / 96.0 (no prior 52.0 / 80.0); held_out (n=25) 60.0 / 76.0 (no prior 44.0 / 72.0);
 3.0 ms p50 per vignette. Phenopacket validation (n=853): top-1 52.6, top-10 65.1, MRR 57.6 (no prior 53.1 /
-65.4 / 58.1).
+65.4 / 58.1). Rerun with OMIM's inverted names merged with Orphanet's (12,192 diseases): weight 0.1 (dev MRR
+49.9 vs 50.2); tuning 72.0 / 94.0, held_out 60.0 / 76.0 (no prior unchanged); 2.6 ms; validation 53.0 / 65.4 /
+58.0 (no prior 53.5 / 65.8 / 58.5).
 
 Writes ``runs/bench/common_vignettes.json`` (``--out``).
 """

@@ -7,10 +7,10 @@ served backend's own bare generation on the same prompts is timed beside it
 (the tokens/s ratio to transformers). The served side is a real uvicorn on
 127.0.0.1 answering ``POST /v1/diagnose`` over HTTP (validation, red-flag
 rules, retrieval, generation, answer matching, evidence). The two alternate
-case by case, so machine noise hits both alike. A second phase sends the
-cases from ``--concurrency`` clients at once to show queueing and 503s.
+case by case, so machine noise hits both alike (concurrent clients and load:
+``benchmarks/serve_load.py``).
 
-    python benchmarks/serve_latency.py [--config FILE] [--cases 20] [--concurrency 4] [--section.field VALUE ...]
+    python benchmarks/serve_latency.py [--config FILE] [--cases 20] [--section.field VALUE ...]
 
 e.g. on the demo run: ``--output_dir runs/demo [--serve.backend llamacpp]``.
 
@@ -24,7 +24,6 @@ import json
 import statistics
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -71,7 +70,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=DEFAULT_RECIPE)
     parser.add_argument("--cases", type=int, default=20)
-    parser.add_argument("--concurrency", type=int, default=4)
     args, overrides = parser.parse_known_args()
 
     config = load_config(args.config, parse_overrides(overrides))
@@ -109,17 +107,6 @@ def main() -> None:
             served["latency"].append(time.perf_counter() - started)
             served["tokens"].append(response.json()["completion_tokens"])
 
-        def one(body: dict) -> tuple[int, float]:
-            started = time.perf_counter()
-            status = httpx.post(f"{url}/v1/diagnose", json=body, timeout=600).status_code
-            return status, time.perf_counter() - started
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(args.concurrency) as pool:
-            results = list(pool.map(one, bodies))
-        wall = time.perf_counter() - started
-
-    ok = [s for status, s in results if status == 200]
     report = {
         "protocol": f"{args.cases} test-split cases of {config.data_dir}, alternating baseline and served; "
         f"greedy, max_new_tokens {config.serve.max_new_tokens}; backend {config.serve.backend}, model "
@@ -135,16 +122,6 @@ def main() -> None:
         "served_over_baseline_p50": round(
             statistics.median(served["latency"]) / statistics.median(plain["latency"]), 3
         ),
-        "concurrent": {
-            "clients": args.concurrency,
-            "max_pending": config.serve.max_pending,
-            "ok": len(ok),
-            "busy_503": sum(status == 503 for status, _ in results),
-            "other": sorted({status for status, _ in results} - {200, 503}),
-            "p50_s": round(statistics.median(ok), 3) if ok else None,
-            "p95_s": round(percentile(ok, 0.95), 3) if ok else None,
-            "requests_per_s": round(len(ok) / wall, 3),
-        },
     }
     atomic_write_json(config.output_dir / "bench" / "serve_latency.json", report)
     print(json.dumps(report, indent=2))

@@ -156,10 +156,11 @@ class PhenotypeConfig(_Section):
     prior_age_mismatch: float = Field(4.6, ge=0)  # nats lost outside the disease's ages (ln 100)
     prior_sex_mismatch: float = Field(13.8, ge=0)  # nats lost for a disease limited to the other sex (ln 1e6)
     # best score under which a differential is flagged as not fitting: fitted on the phenopacket dev part by
-    # benchmarks/low_confidence.py (Youden's J for "the diagnosis is not in the top 10"); None turns it off
-    low_confidence_below: float | None = 2.28
-    # softmax temperature turning the ranker's scores into the differential's confidences (1.0 until fitted)
-    confidence_temperature: float = Field(1.0, gt=0)
+    # benchmarks/phenotype_calibration.py (Youden's J for "the diagnosis is not in the top 10"); None turns it off
+    low_confidence_below: float | None = 2.27
+    # softmax temperature turning the ranker's scores into the differential's confidences: fitted on the
+    # phenopacket dev part by benchmarks/phenotype_calibration.py (log-loss of the top-1 confidence)
+    confidence_temperature: float = Field(0.174, gt=0)
 
 
 class RerankConfig(_Section):
@@ -249,6 +250,7 @@ class ServeConfig(_Section):
     gguf: Path | None = None  # backend llamacpp: the GGUF file (None: the q8_0, else f16, of <output_dir>/export)
     n_ctx: int = Field(2048, ge=16)  # backend llamacpp: context window, in tokens
     n_threads: int | None = Field(None, ge=1)  # backend llamacpp: CPU threads (None: llama-cpp-python's default)
+    n_parallel: int = Field(1, ge=1)  # backend llamacpp: contexts answering at once (llama-server's --parallel)
     ollama_url: str = DEFAULT_OLLAMA_URL
     ollama_model: str | None = None
     openai_base_url: str | None = None  # backend openai: the server's OpenAI API root, e.g. http://127.0.0.1:8080/v1

@@ -9,6 +9,7 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import CASES
@@ -20,9 +21,10 @@ from medllm.eval.diagnosis import score
 from medllm.eval.phenopackets import evaluate_cases, evaluate_phenopackets, methods, phenopackets_path, summarise
 from medllm.eval.report import render_report
 from medllm.eval.rerank import TEXT
-from medllm.eval.stats import wilson_interval
+from medllm.eval.stats import expected_calibration_error, wilson_interval
+from medllm.phenotype.explain import confidences
 from medllm.phenotype.lirical import LiricalRanker
-from medllm.phenotype.rank import load_ranker, rank_case
+from medllm.phenotype.rank import case_scores, case_terms, load_ranker, rank_case
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,6 +124,26 @@ def test_served_method_is_the_configured_ranker_with_its_prior(phenopacket_store
         assert [r.rank for r in evaluate_cases(ranker, cases, used)] == [r.rank for r in expected]
 
 
+def test_the_served_confidence_is_scored_against_the_diagnosis(phenopacket_store, tiny_kb):
+    """The first disease's confidence as the API shows it (softmax at the configured temperature), its ECE."""
+    folder, _ = phenopacket_store
+    cases = load_phenopackets(folder).cases
+    for temperature in (1.0, 0.1):
+        config = config_for(folder)
+        config = config.model_copy(update={"phenotype": PhenotypeConfig(confidence_temperature=temperature)})
+        metrics, _ = evaluate_phenopackets(None, None, config, [], kb=tiny_kb)
+        ranker = load_ranker(config.phenotype, tiny_kb)
+        shown = []
+        for c in cases:
+            scores = case_scores(ranker, case_terms(tiny_kb, c.observed, c.excluded), c.age_years, c.sex)
+            shown.append(float(confidences(scores, temperature).max()))
+        block = metrics["calibration"]
+        assert block["temperature"] == temperature and block["n"] == len(cases)
+        assert block["mean_confidence"] == pytest.approx(np.mean(shown))
+        hits = [r.rank == 1 for r in evaluate_cases(ranker, cases, True)]
+        assert block["ece"] == pytest.approx(expected_calibration_error(shown, hits))
+
+
 def test_bad_input_names_the_field_or_file(tmp_path, tiny_kb):
     with pytest.raises(MedllmError, match="does not exist"):
         evaluate_phenopackets(None, None, config_for(tmp_path / "nope.zip"), [], kb=tiny_kb)
@@ -148,6 +170,8 @@ def test_report_section_lists_methods_served_and_the_cited_anchors(phenopacket_s
     assert all("| 83.3 |" in row for row in rows)
     assert "| Exomiser, phenotype only | 35.5 | 46.3 | 58.5 |" in report
     assert any("Reese et al., Eur J Hum Genet 2026" in line for line in report)
+    ece = f"ECE {result['calibration']['ece']:.3f} of the first disease's confidence"
+    assert any(line.startswith("Confidence shown by the served ranker") and ece in line for line in report)
 
 
 # ----------------------------------------------------------------------------- the packaged sample

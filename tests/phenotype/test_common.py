@@ -79,15 +79,40 @@ def test_orphanets_type_n_is_omims_subtype_n_and_other_subtypes_stay_apart():
     sca31 = DiseaseAnnotations("OMIM:117210", "Spinocerebellar ataxia 31", {"HP:1": 0.5})
     orpha31 = DiseaseAnnotations("ORPHA:217012", "Spinocerebellar ataxia type 31", {"HP:2": 0.5})
     orpha3 = DiseaseAnnotations("ORPHA:98757", "Spinocerebellar ataxia type 3", {"HP:3": 0.5})
-    typed = DiseaseAnnotations("ORPHA:1", "Diabetes type 1 with deafness", {"HP:4": 0.5})
-    plain = DiseaseAnnotations("OMIM:1", "Diabetes 1 with deafness", {"HP:4": 0.5})
-    merged = merge_diseases([orpha31, sca31, orpha3, typed, plain])
-    assert [(d.id, d.other_ids) for d in merged] == [
-        ("OMIM:1", []),  # only a closing "type N" is rewritten
-        ("OMIM:117210", ["ORPHA:217012"]),
-        ("ORPHA:1", []),
-        ("ORPHA:98757", []),
+    merged = merge_diseases([orpha31, sca31, orpha3])
+    assert [(d.id, d.other_ids) for d in merged] == [("OMIM:117210", ["ORPHA:217012"]), ("ORPHA:98757", [])]
+
+
+def test_omims_inverted_names_are_orphanets_in_natural_order_where_unambiguous():
+    def entry(disease_id: str, name: str) -> DiseaseAnnotations:
+        return DiseaseAnnotations(disease_id, name, {"HP:1": 0.5})
+
+    merged = merge_diseases(
+        [
+            entry("ORPHA:513436", "Autosomal recessive spastic paraplegia type 78"),
+            entry("OMIM:617225", "Spastic paraplegia 78, autosomal recessive"),
+            entry("OMIM:614321", "Myopathy, distal, Tateyama type"),
+            entry("ORPHA:488650", "Distal myopathy, Tateyama type"),
+            entry("OMIM:181405", "Scapuloperoneal spinal muscular atrophy"),  # two OMIM entries: distinct
+            entry("OMIM:271220", "Spinal muscular atrophy, scapuloperoneal"),
+            entry("ORPHA:1", "Cone-rod dystrophy 2"),  # hyphenated words stay whole
+            entry("OMIM:1", "Rod-cone dystrophy 2"),
+            entry("OMIM:2", "Deafness, autosomal recessive 1"),  # other words stay apart
+            entry("ORPHA:2", "Autosomal dominant deafness type 1"),
+        ]
+    )
+    assert sorted((d.id, *d.other_ids) for d in merged) == [
+        ("OMIM:1",),
+        ("OMIM:181405",),
+        ("OMIM:2",),
+        ("OMIM:271220",),
+        ("OMIM:614321", "ORPHA:488650"),
+        ("OMIM:617225", "ORPHA:513436"),
+        ("ORPHA:1",),
+        ("ORPHA:2",),
     ]
+    ambiguous = [entry("ORPHA:3", "Muscular atrophy, spinal, scapuloperoneal"), *merged]
+    assert "ORPHA:3" in {d.id for d in merge_diseases(ambiguous)}, "two OMIM entries share its words: kept apart"
 
 
 def test_a_merged_entry_is_ranked_and_matched_under_any_of_its_ids(tmp_path):

@@ -157,14 +157,89 @@ def llama_server(tiny_gguf):
         server.wait(timeout=30)
 
 
-def test_openai_backend_in_front_of_llama_cpp_serves_the_phenotype_ranking_saying_why(make_client, llama_server):
-    """A chat server gives no log-probabilities of given answers: the phenotype ranking is served, and says so."""
-    engine = OpenAIEngine(llama_server, None, max_new_tokens=6, timeout_s=60, api_key=None)
+def test_openai_backend_in_front_of_llama_cpp_re_ranks_as_the_transformers_model_does(
+    make_client, llama_server, tiny_llama_dir
+):
+    """llama-cpp-python's server echoes prompt log-probabilities: the candidates are scored through it, and the
+    fused differential is the one the same weights give in-process."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    engine = OpenAIEngine(llama_server, None, max_new_tokens=6, timeout_s=120, api_key=None, tokenizer=tokenizer)
     client = make_client(engine=engine, phenotype=PLAIN_RESNIK, rerank=FUSED, backend="openai")
     ready = client.get("/readyz").json()
-    assert ready["candidate_scoring"] is False and ready["ranking"] == "phenotype" and ready["backend"] == "openai"
+    assert ready["candidate_scoring"] is True and ready["ranking"] == "fused" and ready["backend"] == "openai"
     body = client.post("/v1/diagnose", json=HPO_BODY).json()
-    assert body["ranking"] == "phenotype" and body["rationale"] is not None and body["completion_tokens"] > 0
-    assert body["notes"][0].startswith("The openai backend gives no log-probabilities for the candidates")
+    expected = make_client(phenotype=PLAIN_RESNIK, rerank=FUSED).post("/v1/diagnose", json=HPO_BODY).json()
+    assert body["ranking"] == "fused" and body["rationale"] is not None and body["completion_tokens"] > 0
+    assert [d["disease_id"] for d in body["differential"]] == [d["disease_id"] for d in expected["differential"]]
+    confidences = [d["confidence"] for d in expected["differential"]]
+    assert [d["confidence"] for d in body["differential"]] == pytest.approx(confidences, abs=1e-3)
     reply = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Fever?"}]}).json()
     assert reply["choices"][0]["message"]["role"] == "assistant" and reply["usage"]["completion_tokens"] > 0
+
+
+def test_an_openai_server_without_prompt_log_probabilities_serves_the_phenotype_ranking_saying_why(
+    make_client, live_server, tiny_llama_dir
+):
+    """A chat-only server (a second medllm: no ``/v1/completions``) cannot score: the phenotype ranking is
+    served, and says so; so is it without a tokenizer to render the prompt with."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    for engine in (
+        OpenAIEngine(f"{live_server}/v1", None, max_new_tokens=6, timeout_s=30, api_key=None, tokenizer=tokenizer),
+        OpenAIEngine(f"{live_server}/v1", None, max_new_tokens=6, timeout_s=30, api_key=None),
+    ):
+        client = make_client(engine=engine, phenotype=PLAIN_RESNIK, rerank=FUSED, backend="openai")
+        ready = client.get("/readyz").json()
+        assert ready["candidate_scoring"] is False and ready["ranking"] == "phenotype"
+        body = client.post("/v1/diagnose", json=HPO_BODY).json()
+        assert body["ranking"] == "phenotype" and body["rationale"] is not None
+        assert body["notes"][0].startswith("The openai backend gives no log-probabilities for the candidates")
+
+
+def test_a_scoring_server_that_fails_mid_way_serves_the_phenotype_ranking_saying_so(make_client, tiny_llama_dir):
+    """Scoring checked at start, then the server breaks: the differential is still served, in phenotype order."""
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+    from transformers import AutoTokenizer
+
+    flaky, calls = FastAPI(), []
+
+    def completions():
+        calls.append(1)
+        if len(calls) > 1:
+            return PlainTextResponse("overloaded", status_code=503)
+        return {
+            "choices": [{"text": "", "logprobs": {"token_logprobs": [None, -1.0, -2.0]}}],
+            "usage": {"completion_tokens": 1},
+        }
+
+    flaky.get("/v1/models")(lambda: {"object": "list", "data": [{"id": "m", "object": "model"}]})
+    flaky.post("/v1/completions")(completions)
+    flaky.post("/v1/chat/completions")(lambda: PlainTextResponse("down", status_code=503))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    with running(flaky) as url:
+        engine = OpenAIEngine(f"{url}/v1", "m", max_new_tokens=6, timeout_s=10, api_key=None, tokenizer=tokenizer)
+        client = make_client(engine=engine, phenotype=PLAIN_RESNIK, rerank=FUSED, backend="openai")
+        assert client.get("/readyz").json()["ranking"] == "fused"
+        response = client.post("/v1/diagnose", json=HPO_BODY)
+        assert response.status_code == 200 and response.json()["ranking"] == "phenotype"
+        assert response.json()["notes"][0].startswith("The openai backend failed to score the candidates")
+        assert response.json()["differential"] and response.json()["rationale"] is None
+
+
+def test_llamacpp_contexts_answer_requests_at_once(tiny_gguf):
+    """With two contexts a request is answered while a stream holds the other; the answers are the same."""
+    pytest.importorskip("llama_cpp")
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = LlamaCppEngine(tiny_gguf, max_new_tokens=8, n_ctx=256, n_threads=1, parallel=2)
+    messages = [{"role": "user", "content": "Fever?"}]
+    alone = engine.complete(messages)
+    stream = engine.stream(messages)
+    first = next(stream)  # this stream now holds one context
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(engine.complete, messages).result(timeout=60) == alone
+    assert (first + "".join(stream)).strip() == alone[0]

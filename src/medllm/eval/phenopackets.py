@@ -31,7 +31,8 @@ import numpy as np
 from medllm.config import Config
 from medllm.data.phenopackets import PhenopacketCase, load_phenopackets, split_by_disease
 from medllm.errors import MedllmError
-from medllm.eval.stats import RESAMPLES, SEED, wilson_interval
+from medllm.eval.stats import RESAMPLES, SEED, calibration, wilson_interval
+from medllm.phenotype.explain import confidences
 from medllm.phenotype.kb import KnowledgeBase, load_knowledge_base
 from medllm.phenotype.lirical import LiricalRanker
 from medllm.phenotype.phenomizer import PhenomizerRanker
@@ -70,11 +71,15 @@ class CaseResult:
     seconds: float
     unknown_terms: int
     top: tuple[str, ...] = ()  # the best-ranked disease ids
+    confidence: float = math.nan  # the first disease's confidence as served (with a temperature)
 
 
-def evaluate_cases(ranker: Ranker, cases, use_excluded: bool = True, shown: int = SHOWN) -> list[CaseResult]:
+def evaluate_cases(
+    ranker: Ranker, cases, use_excluded: bool = True, shown: int = SHOWN, temperature: float | None = None
+) -> list[CaseResult]:
     """The rank of each case's diagnosis (the best of its disease ids, matched against every id of a merged
-    entry) under ``ranker`` (with its pretest prior for the case's age and sex), and its top ``shown``."""
+    entry) under ``ranker`` (with its pretest prior for the case's age and sex), its top ``shown``, and with a
+    ``temperature`` the first disease's confidence as ``medllm serve`` shows it."""
     position = id_positions(ranker)
     results = []
     for case in cases:
@@ -88,7 +93,8 @@ def evaluate_cases(ranker: Ranker, cases, use_excluded: bool = True, shown: int 
         seconds = time.perf_counter() - start
         disease = case.disease_ids[0] if case.disease_ids else ""
         top = tuple(str(ranker.kb.disease_ids[ranker.rows[j]]) for j in ranking(ranker, scores)[:shown])
-        results.append(CaseResult(case.id, disease, rank, seconds, len(terms.unknown), top))
+        confidence = float(confidences(scores, temperature).max()) if temperature else math.nan
+        results.append(CaseResult(case.id, disease, rank, seconds, len(terms.unknown), top, confidence))
     return results
 
 
@@ -213,7 +219,12 @@ def evaluate_phenopackets(
     kb = kb if kb is not None else load_knowledge_base()
     kb_seconds = time.perf_counter() - started
     setups, served = methods(config, kb)
-    results = {name: evaluate_cases(ranker, cases, used) for name, (ranker, used) in setups.items()}
+    temperature = config.phenotype.confidence_temperature
+    results = {
+        name: evaluate_cases(ranker, cases, used, temperature=temperature if name == served else None)
+        for name, (ranker, used) in setups.items()
+    }
+    shown = results[served]
     from medllm.eval.rerank import evaluate_rerank  # it builds on this module's case results
 
     rerank_results, rerank = evaluate_rerank(model, tokenizer, config, kb, cases, models)
@@ -239,6 +250,11 @@ def evaluate_phenopackets(
         "served": served,
         "methods": {name: summarise(r, RESAMPLES, SEED) for name, r in results.items()},
         "rerank": rerank,
+        # the served confidence of the first disease against whether it is the diagnosis
+        "calibration": {
+            "temperature": temperature,
+            **calibration([r.confidence for r in shown], [r.rank == 1 for r in shown]),
+        },
         "published": PUBLISHED,
     }
     return metrics, prediction_rows(cases, results)

@@ -316,11 +316,25 @@ def _phenopackets(result: dict) -> list[str]:
         "diseases. Coverage: share of cases whose diagnosis is among the ranked diseases (the others are misses).",
         "",
         *table(header, rows),
+        *_served_calibration(result),
         *_rerank(result.get("rerank")),
         "",
         f"For orientation only: {published['source']}; top-k in %.",
         "",
         *table(["method (published)", "top-1 %", "top-3 %", "top-10 %"], anchors),
+    ]
+
+
+def _served_calibration(result: dict) -> list[str]:
+    """How well the confidence the API shows for the first disease matches how often it is the diagnosis."""
+    block = result.get("calibration")
+    if not block:
+        return []
+    return [
+        "",
+        f"Confidence shown by the served ranker (softmax over every ranked disease at temperature "
+        f"{block['temperature']:g}): ECE {block['ece']:.3f} of the first disease's confidence against its being "
+        f"the diagnosis (mean confidence {100 * block['mean_confidence']:.1f}%, n = {block['n']}).",
     ]
 
 

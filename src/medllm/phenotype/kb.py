@@ -33,8 +33,8 @@ from medllm.io import atomic_path
 from medllm.phenotype.annotations import DEFAULT_PREFIXES, ONSET_AGES, DiseaseAnnotations, read_hpoa
 from medllm.phenotype.obo import alias_map, parse_obo
 
-FORMAT_VERSION = 4  # 2: common-disease rows, merged ids, prior fields; 3: the newer release's diseases;
-# 4: "type N" and "N" subtypes merged
+FORMAT_VERSION = 5  # 2: common-disease rows, merged ids, prior fields; 3: the newer release's diseases;
+# 4: "type N" and "N" subtypes merged; 5: names with the same words in another order merged across sources
 SUPPLEMENT = Path(__file__).resolve().parents[1] / "assets" / "hpo_supplement.hpoa"
 ROOT = "HP:0000001"
 PHENOTYPIC_ABNORMALITY = "HP:0000118"

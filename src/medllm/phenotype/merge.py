@@ -6,7 +6,13 @@ one equals a normalised name of another (a common row's names: its own, its ICD-
 description and inclusion terms without "unspecified"/"NOS"; an OMIM/ORPHA entry's: its name).
 Nothing fuzzy: "Systemic lupus erythematosus 16" stays apart from "Systemic lupus
 erythematosus"; the one rewrite is Orphanet's "type" before a subtype's closing number
-("Spinocerebellar ataxia type 31" is OMIM's "Spinocerebellar ataxia 31"). The merged
+("Spinocerebellar ataxia type 31" is OMIM's "Spinocerebellar ataxia 31"). Entries of
+different sources are also merged when their names have the same words in another order,
+"type" aside: OMIM inverts its names ("Spastic paraplegia 78, autosomal recessive" is
+Orphanet's "Autosomal recessive spastic paraplegia type 78"). Only where that is
+unambiguous (one entry per source has those words): two OMIM entries never merge this way
+("Spinal muscular atrophy, scapuloperoneal" is not "Scapuloperoneal spinal muscular
+atrophy"), and hyphenated words stay whole ("cone-rod" is not "rod-cone"). The merged
 entry keeps every id (the first, in ICD-10, OMIM, ORPHA order, is
 its id), the common row's name, the union of the annotations (the larger frequency of a term
 annotated twice) and the commonest prevalence class.
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 
 from medllm.knowledge import normalize_name
 from medllm.phenotype.annotations import PREVALENCE_CLASSES, DiseaseAnnotations
@@ -30,6 +37,13 @@ def merge_key(name: str) -> str:
     """The normalised name two entries of one disease share (:func:`medllm.knowledge.normalize_name`, without a
     "type" before the closing subtype number or numeral)."""
     return _SUBTYPE_WORD.sub("", normalize_name(name))
+
+
+def word_key(name: str) -> str:
+    """The words of a name (lower-case ASCII, hyphenated words whole) in sorted order, without "type"."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    words = (w.strip("-") for w in re.split(r"[^a-z0-9-]+", text))
+    return " ".join(sorted(w for w in words if w and w != "type"))
 
 
 def _prefix(disease: DiseaseAnnotations) -> int:
@@ -85,6 +99,7 @@ def merge_diseases(diseases: list[DiseaseAnnotations]) -> list[DiseaseAnnotation
         return i
 
     owner: dict[str, int] = {}
+    by_words: dict[str, set[int]] = {}
     for i, disease in enumerate(diseases):
         for name in [disease.name, *disease.synonyms]:
             key = merge_key(name)
@@ -94,6 +109,12 @@ def merge_diseases(diseases: list[DiseaseAnnotations]) -> list[DiseaseAnnotation
                 parent[root(i)] = root(owner[key])
             else:
                 owner[key] = i
+            by_words.setdefault(word_key(name), set()).add(i)
+    for members in by_words.values():  # the same words in another order: one entry per source, else ambiguous
+        if len(members) > 1 and len({_prefix(diseases[i]) for i in members}) == len(members):
+            first, *rest = sorted(members)
+            for i in rest:
+                parent[root(i)] = root(first)
     groups: dict[int, list[DiseaseAnnotations]] = {}
     for i, disease in enumerate(diseases):
         groups.setdefault(root(i), []).append(disease)

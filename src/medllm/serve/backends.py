@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,22 +26,18 @@ class BackendError(MedllmError):
 
 
 class Backend(Protocol):
-    """What the API needs from a model: a name, and answers whole or streamed."""
+    """What the API needs from a model: a name, answers whole or streamed, and whether it scores candidates
+    (``loglikelihoods(messages, answers)``, the re-ranker's input)."""
 
     name: str
     adapter: str | None
+    scores_candidates: bool
 
     def ready(self) -> bool: ...
 
     def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]: ...
 
     def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]: ...
-
-
-def scores_candidates(engine: Backend) -> bool:
-    """Whether the backend gives log-likelihoods of given answers (the re-ranker's input): the in-process ones do;
-    Ollama and OpenAI-compatible chat servers return only the text they generate."""
-    return callable(getattr(engine, "loglikelihoods", None))
 
 
 @dataclass
@@ -55,6 +53,7 @@ class Engine:
     timeout_s: float
     max_batch: int = 1
     batch_wait_s: float = 0.01
+    scores_candidates = True
 
     def __post_init__(self):
         from medllm.serve.batching import GenerationBatcher
@@ -126,42 +125,54 @@ class Engine:
 
 class LlamaCppEngine:
     """The exported GGUF in-process in llama.cpp (``llama-cpp-python``): chat template and stop tokens from the
-    file; greedy answers and the re-ranker's log-likelihoods, one request at a time (one context)."""
+    file; greedy answers and the re-ranker's log-likelihoods. ``parallel`` contexts over the same memory-mapped
+    weights answer as many requests at once (llama-server's ``--parallel`` slots), each one request at a time."""
 
-    def __init__(self, path: Path, max_new_tokens: int, n_ctx: int, n_threads: int | None):
+    def __init__(self, path: Path, max_new_tokens: int, n_ctx: int, n_threads: int | None, parallel: int = 1):
         from medllm.llamacpp import open_gguf
 
-        self._llm = open_gguf(path, n_ctx, n_threads)
-        self._lock = threading.Lock()
+        self._contexts: queue.Queue = queue.Queue()
+        for _ in range(parallel):
+            self._contexts.put(open_gguf(path, n_ctx, n_threads))
         self.name, self.adapter, self.max_new_tokens = path.name, None, max_new_tokens
+        self.scores_candidates = True
 
     def ready(self) -> bool:
         return True
 
-    def _chat(self, messages: list[dict], max_new_tokens: int | None, stream: bool):
+    @contextmanager
+    def _context(self):
+        """A free context, held for the request (waits while all are answering others)."""
+        llm = self._contexts.get()
+        try:
+            yield llm
+        finally:
+            self._contexts.put(llm)
+
+    def _chat(self, llm, messages: list[dict], max_new_tokens: int | None, stream: bool):
         from medllm.llamacpp import ContextExceeded
 
         limit = min(max_new_tokens or self.max_new_tokens, self.max_new_tokens)
         try:
-            return self._llm.create_chat_completion(messages, max_tokens=limit, temperature=0, stream=stream)
+            return llm.create_chat_completion(messages, max_tokens=limit, temperature=0, stream=stream)
         except ValueError as exc:  # llama-cpp-python's "Requested tokens (N) exceed context window of M"
             raise ContextExceeded(f"{self.name}: {exc}") from None
 
     def complete(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int]:
-        with self._lock:
-            reply = self._chat(messages, max_new_tokens, stream=False)
+        with self._context() as llm:
+            reply = self._chat(llm, messages, max_new_tokens, stream=False)
         return reply["choices"][0]["message"]["content"].strip(), reply["usage"]["completion_tokens"]
 
     def loglikelihoods(self, messages: list[dict], answers: list[str]) -> list[tuple[float, int]]:
         """Each answer's log-likelihood (and token count) after ``messages``, the prompt evaluated once."""
         from medllm.llamacpp import loglikelihoods
 
-        with self._lock:
-            return loglikelihoods(self._llm, messages, answers)
+        with self._context() as llm:
+            return loglikelihoods(llm, messages, answers)
 
     def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
-        with self._lock:
-            for chunk in self._chat(messages, max_new_tokens, stream=True):
+        with self._context() as llm:
+            for chunk in self._chat(llm, messages, max_new_tokens, stream=True):
                 text = chunk["choices"][0]["delta"].get("content")
                 if text:
                     yield text
@@ -175,6 +186,7 @@ class OllamaEngine:
         import ollama
 
         self.name, self.adapter, self.max_new_tokens = model, None, max_new_tokens
+        self.scores_candidates = False  # Ollama returns log-probabilities of generated tokens only
         self._client = ollama.Client(host=url, timeout=timeout_s)
         self._errors = (ollama.ResponseError, ollama.RequestError, ConnectionError, httpx.HTTPError)
         self._url = url
@@ -210,15 +222,28 @@ class OllamaEngine:
 
 class OpenAIEngine:
     """A model behind any OpenAI-compatible server (vLLM, llama.cpp's server, TGI, LM Studio, Ollama's ``/v1``),
-    through the official ``openai`` client: greedy chat completions, whole or streamed."""
+    through the official ``openai`` client: greedy chat completions, whole or streamed, and the re-ranker's
+    candidate log-likelihoods where the server echoes a prompt's log-probabilities (``/v1/completions`` with
+    ``echo`` and ``logprobs``, as vLLM and llama-cpp-python's server do; lm-evaluation-harness scores the same
+    way). Scoring renders the chat prompt with ``tokenizer``, the served model's own (its chat template)."""
 
-    def __init__(self, base_url: str, model: str | None, max_new_tokens: int, timeout_s: float, api_key: str | None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None,
+        max_new_tokens: int,
+        timeout_s: float,
+        api_key: str | None,
+        tokenizer=None,
+    ):
         import openai
 
         # servers that need no key still want the header: "none" is what their docs use
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0)
         self._errors = (openai.OpenAIError,)
-        self._url, self._model = base_url, model
+        self._unreachable = (openai.APIConnectionError, openai.InternalServerError)
+        self._url, self._model, self._tokenizer = base_url, model, tokenizer
+        self._scoring: bool | None = None if tokenizer is not None else False  # None: not asked yet
         self.adapter, self.max_new_tokens = None, max_new_tokens
 
     @property
@@ -237,6 +262,48 @@ class OpenAIEngine:
         if self._model is None and served:
             self._model = served[0]
         return self._model in served
+
+    @property
+    def scores_candidates(self) -> bool:
+        """Whether the server echoes prompt log-probabilities; asked once it answers (a server that is down is
+        asked again next time, one that refuses or answers without them is not)."""
+        if self._scoring is None and self.ready():
+            try:
+                self._prompt_logprobs("Fever")
+                self._scoring = True
+            except BackendError as exc:
+                if not isinstance(exc.__cause__, self._unreachable):
+                    log.info("no candidate scoring through %s: %s", self._url, exc)
+                    self._scoring = False
+        return bool(self._scoring)
+
+    def _prompt_logprobs(self, text: str) -> list[float]:
+        """The log-probability of each of ``text``'s tokens after the ones before it, as the server tokenises it."""
+        try:
+            reply = self._client.completions.create(
+                model=self._model, prompt=text, max_tokens=1, temperature=0, echo=True, logprobs=1
+            )
+        except self._errors as exc:
+            raise self._fail(exc) from exc
+        try:
+            values = reply.choices[0].logprobs.token_logprobs
+            generated = reply.usage.completion_tokens
+            assert values and len(values) > generated, "no log-probabilities for the prompt's tokens"
+        except (AttributeError, IndexError, TypeError, AssertionError) as exc:
+            raise self._fail(ValueError(f"not an echoed completion with log-probabilities ({exc})")) from exc
+        return values[: len(values) - generated]
+
+    def loglikelihoods(self, messages: list[dict], answers: list[str]) -> list[tuple[float, int]]:
+        """Each answer's log-likelihood (and token count) after ``messages``: one request per answer, sent at once
+        (a server with parallel slots or continuous batching runs them together). The answers are tokenised on
+        their own, as the in-process backends do, and their tokens are the last of each echoed prompt."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        counts = [len(self._tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
+        with ThreadPoolExecutor(max(1, len(answers))) as pool:
+            echoed = list(pool.map(self._prompt_logprobs, [prompt + a for a in answers]))
+        return [(float(sum(values[-n:])), n) for values, n in zip(echoed, counts)]
 
     def _call(self, messages: list[dict], max_new_tokens: int | None, stream: bool):
         if self._model is None and not self.ready():
@@ -284,14 +351,17 @@ def load_backend(config: Config, adapter: Path | None = None) -> Backend:
     cfg = config.serve
     if cfg.backend == "llamacpp":
         path = Path(cfg.gguf) if cfg.gguf else default_gguf(config.run.export)
-        return LlamaCppEngine(path, cfg.max_new_tokens, cfg.n_ctx, cfg.n_threads)
+        return LlamaCppEngine(path, cfg.max_new_tokens, cfg.n_ctx, cfg.n_threads, cfg.n_parallel)
     if cfg.backend == "openai":
         if not cfg.openai_base_url:
             raise MedllmError(
                 "serve.backend openai needs serve.openai_base_url (e.g. --base-url http://127.0.0.1:8080/v1)"
             )
+        from medllm.models import load_tokenizer
+
         key = os.environ.get(cfg.openai_api_key_env) if cfg.openai_api_key_env else None
-        return OpenAIEngine(cfg.openai_base_url, cfg.openai_model, cfg.max_new_tokens, cfg.timeout_s, key)
+        tokenizer = load_tokenizer(config.model)  # the served model's chat template, for candidate scoring
+        return OpenAIEngine(cfg.openai_base_url, cfg.openai_model, cfg.max_new_tokens, cfg.timeout_s, key, tokenizer)
     if cfg.backend == "ollama":
         if not cfg.ollama_model:
             raise MedllmError("serve.backend ollama needs serve.ollama_model (e.g. --serve.ollama_model you/medllm)")

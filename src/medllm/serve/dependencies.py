@@ -25,7 +25,7 @@ from medllm.phenotype.rank import Ranker
 from medllm.prompts import SYSTEM_PROMPT
 from medllm.retrieval import CaseIndex, DiseaseIndex
 from medllm.safety import injection_attempt
-from medllm.serve.backends import Backend, scores_candidates
+from medllm.serve.backends import Backend
 from medllm.serve.schemas import ChatMessage
 
 
@@ -69,7 +69,7 @@ class ServeState:
     @property
     def reranks(self) -> bool:
         """Whether ``/v1/diagnose`` serves the fused order: a fusion is set and the backend scores candidates."""
-        return self.fusion is not None and scores_candidates(self.engine)
+        return self.fusion is not None and self.engine.scores_candidates
 
     def audit(self, request_id: str, body: str, started: float) -> None:
         """One audit line (no patient text: a hash of the body) when ``serve.audit_log`` is set."""

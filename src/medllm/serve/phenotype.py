@@ -157,14 +157,18 @@ def _evidence(kb: KnowledgeBase, match: TermMatch) -> TermEvidence:
 
 def fused_top(state: ServeState, case: PhenotypeCase, terms: CaseTerms, scores: np.ndarray):
     """The phenotype top K (``rerank.top_k``) in the fused order with their confidences (softmax over the K, the
-    fitted temperature); None when no fusion is served or the backend cannot score (Ollama)."""
+    fitted temperature); None when no fusion is served or the backend cannot score (Ollama) or failed to."""
     if not state.reranks:
         return None
     cfg = state.config.rerank
     top = top_candidates(state.ranker, state.explainer, terms, scores, cfg.top_k)
     present, absent = ([f.label for f in case.findings if f.excluded is e] for e in (False, True))
     vignette = case_vignette(present, absent, None if case.sex == "unknown" else case.sex, case.age)
-    scored = score_case(state.engine.loglikelihoods, vignette, top, cfg.seed)
+    try:
+        scored = score_case(state.engine.loglikelihoods, vignette, top, cfg.seed)
+    except BackendError as exc:  # a remote server that failed mid-way: the phenotype order, said in the notes
+        log.warning("candidate scoring failed, phenotype ranking returned: %s", exc)
+        return None
     order = state.fusion.order(scored)
     return top.positions[order], state.fusion.confidences(scored)[order]
 

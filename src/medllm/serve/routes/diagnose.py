@@ -31,6 +31,10 @@ NO_SCORING = (
     "The {backend} backend gives no log-probabilities for the candidates: the differential is the phenotype "
     "ranking, without the fine-tuned model's re-ranking."
 )
+SCORING_FAILED = (
+    "The {backend} backend failed to score the candidates: the differential is the phenotype ranking, without "
+    "the fine-tuned model's re-ranking."
+)
 
 
 def _next_steps(top: Diagnosis | None, genetic: bool, flagged: bool) -> list[str]:
@@ -77,8 +81,9 @@ def _ranked(case: phenotype.PhenotypeCase, top_k: int, state: ServeState, flags:
     unavailable = f"The model is unavailable ({problem}): the differential is the phenotype ranking alone."
     low = _confidence_notes(top_score, separated, state.config.phenotype.low_confidence_below)
     notes = ([unavailable] if problem else []) + low
-    if state.fusion is not None and not state.reranks:
-        notes.insert(0, NO_SCORING.format(backend=state.config.serve.backend))
+    if state.fusion is not None and used != "fused":
+        note = SCORING_FAILED if state.reranks else NO_SCORING
+        notes.insert(0, note.format(backend=state.config.serve.backend))
     top = differential[0]
     return {
         "ranking": used,

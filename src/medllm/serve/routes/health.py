@@ -6,7 +6,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from medllm.serve.backends import scores_candidates
 from medllm.serve.dependencies import State
 
 router = APIRouter()
@@ -27,6 +26,6 @@ def readyz(state: State):
         "model": engine.name,
         "adapter": engine.adapter,
         "backend": state.config.serve.backend,
-        "candidate_scoring": scores_candidates(engine),  # log-likelihoods of the candidates, for the re-ranker
+        "candidate_scoring": engine.scores_candidates,  # log-likelihoods of the candidates, for the re-ranker
         "ranking": "fused" if state.reranks else "phenotype",
     }
