@@ -179,6 +179,13 @@ def test_openai_backend_in_front_of_llama_cpp_re_ranks_as_the_transformers_model
     assert reply["choices"][0]["message"]["role"] == "assistant" and reply["usage"]["completion_tokens"] > 0
 
 
+def test_a_prompt_past_the_openai_servers_context_is_a_413_naming_its_limit(make_client, llama_server):
+    client = make_client(engine=OpenAIEngine(llama_server, None, max_new_tokens=6, timeout_s=60, api_key=None))
+    response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "fever " * 600}]})
+    assert response.status_code == 413 and "maximum context length is 512 tokens" in response.json()["detail"]
+    assert client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}]}).is_success
+
+
 def test_an_openai_server_without_prompt_log_probabilities_serves_the_phenotype_ranking_saying_why(
     make_client, live_server, tiny_llama_dir
 ):

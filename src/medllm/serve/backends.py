@@ -242,6 +242,7 @@ class OpenAIEngine:
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0)
         self._errors = (openai.OpenAIError,)
         self._unreachable = (openai.APIConnectionError, openai.InternalServerError)
+        self._bad_request = openai.BadRequestError
         self._url, self._model, self._tokenizer = base_url, model, tokenizer
         self._scoring: bool | None = None if tokenizer is not None else False  # None: not asked yet
         self.adapter, self.max_new_tokens = None, max_new_tokens
@@ -250,8 +251,15 @@ class OpenAIEngine:
     def name(self) -> str:
         return self._model or "(the server's first model)"
 
-    def _fail(self, exc: Exception) -> BackendError:
-        return BackendError(f"OpenAI-compatible server at {self._url} (model {self.name}): {exc}")
+    def _fail(self, exc: Exception) -> MedllmError:
+        """The server's failure named: a prompt past its context (OpenAI's ``context_length_exceeded``, as vLLM
+        and llama-cpp-python's server answer) as :class:`ContextExceeded`, anything else as a backend error."""
+        from medllm.llamacpp import ContextExceeded
+
+        where = f"OpenAI-compatible server at {self._url} (model {self.name})"
+        if isinstance(exc, self._bad_request) and (exc.code == "context_length_exceeded" or "context" in exc.message):
+            return ContextExceeded(f"{where}: {exc.message}")
+        return BackendError(f"{where}: {exc}")
 
     def ready(self) -> bool:
         """The server answers and serves the model (the first one it lists when none was named)."""
