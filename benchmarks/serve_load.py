@@ -6,8 +6,9 @@ Each server is a real uvicorn on 127.0.0.1 over the same base model (and the run
 - ``one at a time``: transformers with ``serve.max_batch 1``, plain ``generate`` for one request after another
   (the baseline);
 - ``transformers``: the in-process backend batching waiting requests (``serve.max_batch --max-batch``);
-- ``llamacpp``: the run's exported GGUF (q8_0, else f16) with ``serve.n_parallel --parallel`` contexts of
-  ``--threads`` threads each, when ``medllm export`` has written one.
+- ``llamacpp xN``: the run's exported GGUF (q8_0, else f16) with ``serve.n_parallel`` N contexts of
+  ``--threads`` threads each, for each N of ``--parallel`` (1: llama.cpp one request at a time), when
+  ``medllm export`` has written one.
 
 For each client count the same ``--requests`` bodies (held-out cases of the run's test split, as the symptom
 list) go from that many threads to each server in turn, round by round, so load on this shared machine hits
@@ -63,8 +64,9 @@ def engines(config: Config, args) -> dict:
     batched = load_backend(with_serve(config, backend="transformers", max_batch=args.max_batch))
     found = {"one at a time": dataclasses.replace(batched, max_batch=1), "transformers": batched}
     if (config.run.export / "export.json").is_file():
-        llamacpp = with_serve(config, backend="llamacpp", n_parallel=args.parallel, n_threads=args.threads)
-        found["llamacpp"] = load_backend(llamacpp)
+        for parallel in args.parallel:
+            llamacpp = with_serve(config, backend="llamacpp", n_parallel=parallel, n_threads=args.threads)
+            found[f"llamacpp x{parallel}"] = load_backend(llamacpp)
     return found
 
 
@@ -122,7 +124,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--max-batch", type=int, default=16)
-    parser.add_argument("--parallel", type=int, default=2, help="llama.cpp contexts")
+    parser.add_argument("--parallel", type=int, nargs="+", default=[1, 2], help="llama.cpp contexts, per server")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads per context")
     parser.add_argument("--load-clients", type=int, default=32)
     parser.add_argument("--load-requests", type=int, default=64)
@@ -166,7 +168,7 @@ def main() -> None:
             "bodies": f"test split of {config.data_dir}, shuffled (seed 0), symptoms only",
             "model": config.model.name,
             "adapter": servers["transformers"].adapter,
-            "gguf": servers["llamacpp"].name if "llamacpp" in servers else None,
+            "gguf": next((e.name for n, e in servers.items() if n.startswith("llamacpp")), None),
             "max_new_tokens": config.serve.max_new_tokens,
         },
         "clients": results,
