@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import logsumexp
 from sklearn.metrics import log_loss, roc_auc_score, roc_curve
 
 from medllm.config import PhenotypeConfig
@@ -39,6 +38,7 @@ from medllm.data.phenopackets import load_phenopackets, split_by_disease
 from medllm.eval.stats import expected_calibration_error
 from medllm.io import atomic_write_json
 from medllm.markdown import table
+from medllm.phenotype.explain import confidences
 from medllm.phenotype.fusion import TEMPERATURE_BOUNDS
 from medllm.phenotype.kb import load_knowledge_base
 from medllm.phenotype.rank import case_scores, case_terms, id_positions, load_ranker, rank_of
@@ -60,9 +60,9 @@ def scores_and_ranks(ranker, cases, use_excluded: bool) -> tuple[np.ndarray, np.
 
 
 def top_confidence(scores: np.ndarray, temperature: float) -> np.ndarray:
-    """The first disease's share of ``softmax(scores / temperature)``, per case (row): what the API shows."""
-    scaled = scores.astype(np.float64) / temperature
-    return np.exp(scaled.max(1) - logsumexp(scaled, axis=1))
+    """The first disease's confidence as the API shows it (:func:`~medllm.phenotype.explain.confidences`), per
+    case (row)."""
+    return confidences(scores, temperature).max(1)
 
 
 def fit_temperature(scores: np.ndarray, top1: np.ndarray) -> float:

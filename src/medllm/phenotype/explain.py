@@ -30,8 +30,9 @@ class TermMatch:
 
 
 def confidences(scores: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(scores / temperature)``: a probability over the whole ranked list."""
-    return softmax(np.asarray(scores, dtype=np.float64) / temperature)
+    """``softmax(scores / temperature)``: a probability over the whole ranked list (each row's, for a matrix of
+    cases × diseases)."""
+    return softmax(np.asarray(scores, dtype=np.float64) / temperature, axis=-1)
 
 
 class Explainer:
