@@ -30,38 +30,26 @@ case's terms and score all diseases (median over the part's cases).
 benchmark prompts LLMs (:func:`medllm.phenotype.rerank.case_text`) and recognised back to HPO
 terms (:func:`medllm.phenotype.findings.recognise`: names, synonyms, embeddings, negation).
 
-Measured here (2 shared CPU cores, 2026-12-02). Chosen on dev: LIRICAL
-default_frequency 0.5, false_negative 0.6, no_match_lr 0.1, excluded_match_lr
-1000; Phenomizer query mode, frequency_weight 0.2, size_penalty 0.2,
-excluded_match_gain 0.3, excluded_penalty 0 (the config's defaults).
-Top-1 / top-10 / MRR in %, [95% disease-bootstrap interval]:
+Measured here (2 shared CPU cores). Chosen on dev (the tuning run, 2026-12-02): LIRICAL
+default_frequency 0.5, false_negative 0.6, no_match_lr 0.1, excluded_match_lr 1000; Phenomizer query
+mode, frequency_weight 0.2, size_penalty 0.2, excluded_match_gain 0.3, excluded_penalty 0; since then
+reverse_weight 0.4 and exact_weight 3.3 (``benchmarks/phenotype_weights.py``) and the prior per observed
+finding (``benchmarks/common_vignettes.py``). Rerun 2026-12-06 (``--no-tune --parts dev validation
+--text``; 12,192 diseases, coverage 80.6% dev, 86.8% validation). Top-1 / top-10 / MRR in %, [95%
+disease-bootstrap interval]:
 
-- dev (2,496 cases, 240 diseases, coverage 74.7%): plain Resnik (query,
-  observed only) 33.7 [27.8, 40.6] / 49.8 / 39.5; with the corrections and
-  the excluded findings 40.3 [33.4, 47.8] / 55.1 [47.5, 63.3] / 45.4; default
-  config (OMIM+ORPHA ranked) 38.3 / 53.8 / 43.7; LIRICAL with excluded
-  30.1 / 43.5 / 34.7, observed only 31.9 / 45.9 / 36.9 (the tuning run, before the
-  common diseases and the supplement; rerun with both, coverage 80.6%: default
-  config 44.2 / 60.3 / 49.5, corrections 45.1 / 61.9 / 50.6; rerun 2026-12-04
-  with OMIM's inverted names merged with Orphanet's, 12,192 diseases: default
-  config 44.8 / 60.5 / 49.9, corrections 45.3 / 61.8 / 50.8).
-- validation, run once after the choice (853 cases, 80 diseases; ``--no-tune``,
-  so LIRICAL has its published constants; rerun 2026-12-04 on the knowledge
-  base with the common diseases merged in, the 2025-11-24 supplement and
-  Orphanet's "type N" subtypes merged with OMIM's "N", coverage 86.8%, 12,360
-  diseases): plain Resnik 49.0 [32.5, 66.4] / 63.8 / 55.1; with the
-  corrections 53.6 [38.7, 68.3] / 65.3 [48.7, 80.4] / 58.5; default config
-  (OMIM, ORPHA and the common diseases, pretest prior) 52.5 [37.8, 67.4] /
-  65.1 / 57.6 (52.6 before the subtype merge), and the same from the case as
-  text (``--text``); LIRICAL with excluded 36.7 / 51.5 / 41.8, observed only
-  48.4 / 57.4 / 52.1. Rerun with OMIM's inverted names merged with
-  Orphanet's (12,192 diseases): default config 53.0 [38.3, 68.0] / 65.4 /
-  58.0, corrections 54.0 / 65.7 / 58.8, plain Resnik 49.1 / 64.1 / 55.3.
-  Without the supplement (coverage 76.3%) the default config had 44.7 / 55.2
-  / 48.9. With 80 diseases the intervals are some 30
-  points wide.
-- ms/case (median): Phenomizer 1-1.5 (OMIM), 1.5-5 (all 12,360 diseases); LIRICAL 4-9.
-  Knowledge base: 4-10 s to build, 0.1-0.2 s to load from cache.
+- dev (2,496 cases, 240 diseases): default config (OMIM, ORPHA and the common diseases, pretest
+  prior) 47.2 [40.4, 55.0] / 61.3 / 52.1; Phenomizer with the corrections (OMIM) 47.8 / 62.3 /
+  52.8; plain Resnik 38.5 / 55.1 / 44.5; LIRICAL with excluded 28.8 / 39.9 / 32.8, observed only
+  34.6 / 50.6 / 40.5.
+- validation (853 cases, 80 diseases; looked at while features were explored, so not untouched):
+  default config 57.8 [42.0, 73.7] / 68.8 [52.5, 82.6] / 62.2, the same from the case as text;
+  corrections 59.0 / 69.5 / 63.1; plain Resnik 49.1 / 64.1 / 55.3; LIRICAL with excluded 36.7 /
+  51.6 / 41.9, observed only 48.4 / 57.8 / 52.1. Before the reverse and exact weights the default
+  had 53.0 / 65.4 / 58.0 (dev 44.8 / 60.5 / 49.9); without the 2025-11-24 supplement (coverage
+  76.3%) 44.7 / 55.2 / 48.9. With 80 diseases the intervals are some 30 points wide.
+- ms/case (median): Phenomizer 1 (plain) to 3 (corrections), the default over 12,192 diseases 4-5;
+  LIRICAL 5-7. Knowledge base: 10-25 s to build, 0.1-0.2 s to load from cache.
 
 Every penalty tried for an excluded finding the disease has lowered dev MRR:
 77% of the excluded terms of covered cases are annotated to the patient's own

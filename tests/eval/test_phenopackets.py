@@ -114,7 +114,9 @@ def test_served_method_is_the_configured_ranker_with_its_prior(phenopacket_store
     cases = load_phenopackets(folder).cases
     for pheno in (
         PhenotypeConfig(ranker="lirical", use_excluded=False, prior_weight=0.0),
-        PhenotypeConfig(ranker="phenomizer", phenomizer_mode="funsimavg", phenomizer_size_penalty=0.5),
+        PhenotypeConfig(
+            ranker="phenomizer", phenomizer_mode="funsimavg", phenomizer_size_penalty=0.5, phenomizer_reverse_weight=0
+        ),
     ):
         setups, served = methods(config_for(folder).model_copy(update={"phenotype": pheno}), tiny_kb)
         assert served == f"served ranker ({pheno.ranker} as configured, pretest prior)"

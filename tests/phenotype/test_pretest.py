@@ -47,6 +47,17 @@ def test_the_weighted_prior_reorders_a_tie(kb):
     assert male.index("ICD10:O00.90") > max(male.index("OMIM:1"), male.index("ORPHA:9"))  # limited to women
 
 
+def test_the_prior_weighs_less_the_more_findings_there_are(kb):
+    # an averaged score: n findings are n times the evidence, so the prior counts 1/n against them
+    base = PhenomizerRanker(kb, None, mode="query")
+    ranked = PriorRanker(base, PriorParams(weight=0.1))
+    common = math.log(1e-2) - math.log(1e-6)
+    one, two = kb.resolve([A1])[0], kb.resolve([A1, "HP:0000005"])[0]
+    row = list(kb.disease_ids[base.rows]).index("ICD10:O00.90")
+    assert (ranked.score(one) - base.score(one))[row] == pytest.approx(0.1 * common)
+    assert (ranked.score(two) - base.score(two))[row] == pytest.approx(0.1 * common / 2)
+
+
 def test_negative_prior_parameters_are_refused():
     with pytest.raises(MedllmError, match="weight"):
         PriorParams(weight=-1)

@@ -97,6 +97,8 @@ def test_load_ranker_follows_the_config(tiny_kb):
     lirical = load_ranker(PhenotypeConfig(ranker="lirical", prefixes=["OMIM:"], prior_weight=0.3), tiny_kb)
     assert isinstance(lirical.base, LiricalRanker) and lirical.params.weight == 0.3  # wrapped with its prior
     assert all(str(i).startswith("OMIM:") for i in tiny_kb.disease_ids[lirical.rows])
-    phenomizer = load_ranker(PhenotypeConfig(phenomizer_mode="funsimavg"), tiny_kb)
+    phenomizer = load_ranker(PhenotypeConfig(phenomizer_mode="funsimavg", phenomizer_reverse_weight=0), tiny_kb)
     assert isinstance(phenomizer.base, PhenomizerRanker) and phenomizer.base.mode == "funsimavg"
     assert len(phenomizer.rows) > len(lirical.rows)  # ORPHA entries too by default
+    with pytest.raises(ValueError, match="phenomizer_reverse_weight must be 0 with phenomizer_mode funsimavg"):
+        PhenotypeConfig(phenomizer_mode="funsimavg")  # the default reverse weight is for query mode

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from conftest import CASE, running
+from conftest import CASE, PLAIN_RESNIK, running
 from medllm.errors import MedllmError
 from medllm.serve.backends import LlamaCppEngine, OllamaEngine, OpenAIEngine, load_backend
 
@@ -82,7 +82,6 @@ def test_an_openai_server_that_answers_garbage_is_a_502_naming_it(make_client):
 
 # llama.cpp: the exported GGUF in-process, and llama-cpp-python's own OpenAI-compatible server in front of it.
 
-PLAIN_RESNIK = {"phenomizer_frequency_weight": 0.0, "phenomizer_size_penalty": 0.0, "excluded_match_gain": 0.0}
 HPO_BODY = {"hpo": [{"id": "HP:0000003"}, {"id": "HP:0000006"}], "top_k": 50}
 FUSED = {"weight": 2.0, "temperature": 0.5}
 

@@ -5,10 +5,10 @@ import pytest
 from scipy.special import softmax
 from scipy.stats import zscore
 
+from conftest import PLAIN_RESNIK
 from medllm.phenotype.fusion import Fusion, save_fusions
 
 A1, B1 = "HP:0000003", "HP:0000006"
-PLAIN_RESNIK = {"phenomizer_frequency_weight": 0.0, "phenomizer_size_penalty": 0.0, "excluded_match_gain": 0.0}
 BODY = {"hpo": [{"id": A1}, {"id": B1}], "top_k": 50}
 PHENOTYPE_ORDER = ["OMIM:1", "OMIM:3", "ORPHA:9", "OMIM:2"]  # hand-worked in tests/serve/routes/test_diagnose.py
 

@@ -7,7 +7,7 @@ the disease's terms (Phenomizer's asymmetric score); ``funsimavg`` averages that
 with the mean over the disease's terms of their best match in the case
 (pyhpo's ``funSimAvg``).
 
-:class:`PhenomizerParams` adds three optional corrections (all off by default,
+:class:`PhenomizerParams` adds optional corrections (all off by default,
 which is the plain Resnik score): a match through a common ancestor ``c`` is
 weighted by how often the disease has ``c`` (``1 - w + w * f``, ``f`` the
 largest frequency among the disease's terms at or below ``c``), so a finding
@@ -16,6 +16,12 @@ seen in 5% of patients explains less than an obligate one; diseases lose
 terms by chance more often; and each excluded term ``x`` moves a disease by
 ``IC(x) / #observed``: up by ``excluded_match_gain`` when the disease is
 annotated ``NOT x``, down by ``excluded_penalty * f(x)`` when it has ``x``.
+Two more weigh what the one-sided query score misses: ``reverse_weight`` times
+the disease-to-case best-match average (how much of the disease the case
+shows; ``query`` mode only, ``funsimavg`` has it built in), and
+``exact_weight`` times the fraction of the case's terms that the disease has
+at or below them (a finding matched exactly, not only through an ancestor:
+Resnik scores a sibling subtype's near-miss almost as high).
 """
 
 from __future__ import annotations
@@ -38,13 +44,15 @@ class PhenomizerParams:
     size_penalty: float = 0.0  # subtracted times log(number of the disease's phenotype annotations)
     excluded_match_gain: float = 0.0  # per excluded term the disease is annotated NOT to, times IC / #observed
     excluded_penalty: float = 0.0  # per excluded term the disease has, times IC * frequency / #observed
+    reverse_weight: float = 0.0  # times the mean over the disease's terms of their best match in the case
+    exact_weight: float = 0.0  # times the fraction of the case's terms the disease has at or below
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.frequency_weight <= 1.0:
             raise MedllmError(f"phenomizer frequency_weight must be in [0, 1], got {self.frequency_weight}")
         if not 0.0 < self.default_frequency <= 1.0:
             raise MedllmError(f"phenomizer default_frequency must be in (0, 1], got {self.default_frequency}")
-        for name in ("size_penalty", "excluded_match_gain", "excluded_penalty"):
+        for name in ("size_penalty", "excluded_match_gain", "excluded_penalty", "reverse_weight", "exact_weight"):
             if getattr(self, name) < 0:
                 raise MedllmError(f"phenomizer {name} must be >= 0, got {getattr(self, name)}")
 
@@ -61,6 +69,8 @@ class PhenomizerRanker:
     ):
         if mode not in MODES:
             raise MedllmError(f"phenomizer mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "funsimavg" and params.reverse_weight:
+            raise MedllmError("phenomizer reverse_weight is for query mode: funsimavg already averages both ways")
         self.kb, self.mode, self.params = kb, mode, params
         self.rows = select_diseases(kb, prefixes)
         freq = kb.frequency[self.rows].tocsr()
@@ -94,11 +104,17 @@ class PhenomizerRanker:
             total += block[:, cols].max(axis=1)
         return total / len(observed)
 
-    def _disease_to_case(self, union: np.ndarray) -> np.ndarray:
+    def disease_to_case(self, observed: np.ndarray) -> np.ndarray:
         """Mean over each disease's terms of their best Resnik match in the case."""
+        union = np.unique(self.kb.closure[observed].indices)
         best = self.closure_csc[:, union].multiply(self.ic[union]).tocsr().max(axis=1)
         best = np.asarray(best.toarray()).ravel()
         return np.asarray(self.direct @ best).ravel() / self.n_direct
+
+    def exact_fraction(self, observed: np.ndarray) -> np.ndarray:
+        """Fraction of the case's terms each disease has at or below them (matched without an ancestor)."""
+        hits = sum((column(self.propagated, term) > 0).astype(float) for term in observed)
+        return hits / len(observed)
 
     def excluded_shift(self, excluded: np.ndarray, n_observed: int) -> np.ndarray:
         """What the excluded terms add to each disease's score (zero unless the params weigh them)."""
@@ -118,5 +134,9 @@ class PhenomizerRanker:
         union = np.unique(self.kb.closure[observed].indices)
         total = self._case_to_disease(observed, union)
         if self.mode == "funsimavg":
-            total = (total + self._disease_to_case(union)) / 2
+            total = (total + self.disease_to_case(observed)) / 2
+        elif self.params.reverse_weight:
+            total = total + self.params.reverse_weight * self.disease_to_case(observed)
+        if self.params.exact_weight:
+            total = total + self.params.exact_weight * self.exact_fraction(observed)
         return total + self.prior + self.excluded_shift(np.asarray(excluded, dtype=np.int64), len(observed))

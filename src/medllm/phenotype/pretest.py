@@ -5,7 +5,11 @@ does not. The log-prior of a disease is the log of its prevalence class (common 
 uncommon 1e-4, rare 1e-6 of people, counted from rare), minus ``age_mismatch`` when the
 patient's age lies outside the ages it presents in, minus ``sex_mismatch`` when it is limited
 to the other sex (ectopic pregnancy in a man: as good as impossible). :class:`PriorRanker`
-adds ``weight`` times it to a ranker's score; weight 0 is the ranker alone.
+adds ``weight`` times it, divided by the number of observed findings, to a ranker's score;
+weight 0 is the ranker alone. The division is Bayes' rule for scores that average over the
+findings: the evidence of n findings adds up (n times the average) against one prior, so a
+common disease that explains one of thirty findings does not outrank the syndrome that
+explains them all.
 """
 
 from __future__ import annotations
@@ -58,8 +62,13 @@ class PretestPrior:
         return prior
 
 
+def weighted_prior(weight: float, log_prior: np.ndarray, n_observed: int) -> np.ndarray:
+    """What the prior adds to an averaged score: ``weight`` × the log-prior per observed finding."""
+    return weight * log_prior / max(n_observed, 1)
+
+
 class PriorRanker:
-    """A ranker whose scores add ``weight`` × the pretest log-prior of the patient's age and sex."""
+    """A ranker whose scores add :func:`weighted_prior` of the patient's age and sex."""
 
     def __init__(self, base, params: PriorParams = PriorParams()):
         self.base, self.kb, self.rows, self.params = base, base.kb, base.rows, params
@@ -68,4 +77,6 @@ class PriorRanker:
 
     def score(self, observed: np.ndarray, excluded: np.ndarray = (), age=None, sex=None) -> np.ndarray:
         scores = self.base.score(observed, excluded)
-        return scores + self.params.weight * self.prior.log_prior(age, sex) if self.params.weight else scores
+        if not self.params.weight:
+            return scores
+        return scores + weighted_prior(self.params.weight, self.prior.log_prior(age, sex), len(observed))

@@ -115,4 +115,6 @@ def phenomizer_params(cfg: PhenotypeConfig):
         size_penalty=cfg.phenomizer_size_penalty,
         excluded_match_gain=cfg.excluded_match_gain,
         excluded_penalty=cfg.excluded_penalty,
+        reverse_weight=cfg.phenomizer_reverse_weight,
+        exact_weight=cfg.phenomizer_exact_weight,
     )

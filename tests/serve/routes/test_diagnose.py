@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import CASE, write_hpo
+from conftest import CASE, PLAIN_RESNIK, write_hpo
 from medllm.phenotype.kb import build_knowledge_base
 from medllm.phenotype.phenomizer import PhenomizerRanker
 from medllm.serve.backends import OllamaEngine
@@ -66,18 +66,13 @@ A, A1, B, B1 = "HP:0000002", "HP:0000003", "HP:0000005", "HP:0000006"
 # The hand-worked scores in this file are plain Resnik (query mode); the default's frequency weight, size penalty and
 # NOT-annotation gain have their own hand-worked tests in tests/phenotype/test_phenomizer_params.py. The default
 # low-confidence threshold is fitted to the full HPO's scores, so these tiny-ontology tests set their own.
-PLAIN_RESNIK = {
-    "phenomizer_frequency_weight": 0.0,
-    "phenomizer_size_penalty": 0.0,
-    "excluded_match_gain": 0.0,
-    "low_confidence_below": None,
-}
+UNFLAGGED_RESNIK = {**PLAIN_RESNIK, "low_confidence_below": None}
 
 
 @pytest.fixture
 def make_client(make_client):
     def make(phenotype=None, **kwargs):
-        return make_client(phenotype={**PLAIN_RESNIK, **(phenotype or {})}, **kwargs)
+        return make_client(phenotype={**UNFLAGGED_RESNIK, **(phenotype or {})}, **kwargs)
 
     return make
 
