@@ -18,7 +18,14 @@ from medllm.config import DEFAULT_RECIPE, Config, PhenotypeConfig, load_config
 from medllm.data.phenopackets import PhenopacketCase, load_phenopackets, split_by_disease
 from medllm.errors import MedllmError
 from medllm.eval.diagnosis import score
-from medllm.eval.phenopackets import evaluate_cases, evaluate_phenopackets, methods, phenopackets_path, summarise
+from medllm.eval.phenopackets import (
+    CaseResult,
+    evaluate_cases,
+    evaluate_phenopackets,
+    methods,
+    phenopackets_path,
+    summarise,
+)
 from medllm.eval.report import render_report
 from medllm.eval.rerank import TEXT
 from medllm.eval.stats import expected_calibration_error, wilson_interval
@@ -49,6 +56,13 @@ def test_missing_diseases_count_as_misses(tiny_kb):
     assert summary["covered"]["top10"] == 1.0
     low, high = summary["bootstrap"]["top1"]
     assert 0 <= low <= summary["top1"] <= high <= 1
+
+
+def test_a_sibling_subtype_first_is_a_hit_at_the_series_level_only():
+    sibling_first = CaseResult("a", "OMIM:1", 2, 0.0, 0, series_rank=1)
+    summary = summarise([sibling_first, CaseResult("b", "OMIM:2", 1, 0.0, 0, series_rank=1)], n_boot=0)
+    assert summary["top1"] == 0.5 and summary["series"]["top1"] == 1.0
+    assert "series" not in summarise([CaseResult("c", "OMIM:3", 1, 0.0, 0)], n_boot=0)  # e.g. a re-ranker's
 
 
 def test_wilson_interval():
@@ -165,7 +179,10 @@ def test_report_section_lists_methods_served_and_the_cited_anchors(phenopacket_s
     base = {"model": "m", "adapter": None, "n": 1, "vocabulary_size": 1, "num_candidates": 1, "retriever": "bm25"}
     report = render_report({**base, "protocol": "p", "conditions": conditions, "phenopackets": result}, []).splitlines()
     assert "## Real published cases (phenopackets)" in report
-    header = "| method | n | diseases | top-1 % | top-3 % | top-10 % | MRR x100 | coverage % | ms/case |"
+    header = (
+        "| method | n | diseases | top-1 % | top-3 % | top-10 % | MRR x100 | series top-1 / top-10 % | coverage % "
+        "| ms/case |"
+    )
     rows = report[report.index(header) + 2 : report.index(header) + 6]
     assert rows[0].startswith("| LIRICAL-style, excluded findings used | 6 | 4 |")
     assert rows[3].startswith(f"| {result['served']} | 6 | 4 |")

@@ -66,3 +66,27 @@ def test_the_in_process_model_re_ranks_in_one_batch(make_client):
     ranked = [d["disease_id"] for d in body["differential"]]
     assert sorted(ranked[:2]) == sorted(PHENOTYPE_ORDER[:2]) and ranked[2:] == PHENOTYPE_ORDER[2:]
     assert sum(d["confidence"] for d in body["differential"][:2]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_entries_of_one_subtype_series_are_marked_with_a_note():
+    from medllm.serve.phenotype import mark_series
+    from medllm.serve.schemas import Diagnosis
+
+    names = [
+        "Leber congenital amaurosis 6",
+        "Kabuki syndrome",
+        "Leber congenital amaurosis 9",
+        "Bardet-Biedl syndrome 4",
+    ]
+    differential = [
+        Diagnosis(rank=i + 1, name=n, disease_id=f"OMIM:{i}", icd10=None, confidence=0.1, rationale="")
+        for i, n in enumerate(names)
+    ]
+    marked, notes = mark_series(differential)
+    assert [d.series for d in marked] == ["Leber congenital amaurosis", None, "Leber congenital amaurosis", None]
+    assert (
+        len(notes) == 1
+        and notes[0].startswith("Leber congenital amaurosis: 2 numbered subtypes")
+        and "1, 3" in notes[0]
+    )
+    assert differential[0].series is None  # the input is left as it was

@@ -11,6 +11,8 @@ model re-ranking the served ranking's top K.
 
 Every case counts: a case whose diagnosis is not among the ranked diseases is
 a miss (rank infinite, reciprocal rank 0), so ``coverage`` bounds every top-k.
+``series`` repeats the metrics at the level of numbered subtype series
+(:mod:`medllm.phenotype.series`: a sibling subtype first is a series-level hit).
 Ranks count ties pessimistically. Intervals: Wilson score intervals over cases
 for top-k, and a bootstrap that resamples diseases (cases of one disease are not
 independent) for all metrics. Published figures of another paper, on a
@@ -37,6 +39,7 @@ from medllm.phenotype.kb import KnowledgeBase, load_knowledge_base
 from medllm.phenotype.lirical import LiricalRanker
 from medllm.phenotype.phenomizer import PhenomizerRanker
 from medllm.phenotype.rank import Ranker, case_scores, case_terms, id_positions, load_ranker, rank_of, ranking
+from medllm.phenotype.series import series_groups, series_rank
 
 TOP_K = (1, 3, 10)
 SHOWN = 3  # top-ranked disease ids kept per case and method in the prediction rows
@@ -72,6 +75,7 @@ class CaseResult:
     unknown_terms: int
     top: tuple[str, ...] = ()  # the best-ranked disease ids
     confidence: float = math.nan  # the first disease's confidence as served (with a temperature)
+    series_rank: float = math.nan  # the rank of the diagnosis's subtype series (medllm.phenotype.series)
 
 
 def evaluate_cases(
@@ -80,7 +84,7 @@ def evaluate_cases(
     """The rank of each case's diagnosis (the best of its disease ids, matched against every id of a merged
     entry) under ``ranker`` (with its pretest prior for the case's age and sex), its top ``shown``, and with a
     ``temperature`` the first disease's confidence as ``medllm serve`` shows it."""
-    position = id_positions(ranker)
+    position, groups = id_positions(ranker), series_groups(ranker.kb.disease_names[ranker.rows])
     results = []
     for case in cases:
         start = time.perf_counter()
@@ -94,7 +98,8 @@ def evaluate_cases(
         disease = case.disease_ids[0] if case.disease_ids else ""
         top = tuple(str(ranker.kb.disease_ids[ranker.rows[j]]) for j in ranking(ranker, scores)[:shown])
         confidence = float(confidences(scores, temperature).max()) if temperature else math.nan
-        results.append(CaseResult(case.id, disease, rank, seconds, len(terms.unknown), top, confidence))
+        series = series_rank(scores, groups, targets)
+        results.append(CaseResult(case.id, disease, rank, seconds, len(terms.unknown), top, confidence, series))
     return results
 
 
@@ -130,10 +135,19 @@ def summarise(results: list[CaseResult], n_boot: int = 1000, seed: int = 0) -> d
     out["coverage"] = float(np.mean(np.isfinite(ranks)))
     covered = ranks[np.isfinite(ranks)]
     out["covered"] = _metrics(covered) if len(covered) else {}
+    series = np.array([r.series_rank for r in results], dtype=float)
+    if not np.isnan(series).any():  # a sibling subtype first counts as a hit at the series level
+        out["series"] = _metrics(series)
     ms = np.array([r.seconds for r in results]) * 1000
     out["ms_median"], out["ms_p95"] = float(np.median(ms)), float(np.percentile(ms, 95))
     out["unknown_terms"] = int(sum(r.unknown_terms for r in results))
     return out
+
+
+def series_cell(summary: dict) -> str:
+    """Series-level top-1 / top-10 in % for a table ("-" where the method has none, e.g. a re-ranker)."""
+    series = summary.get("series")
+    return f"{100 * series['top1']:.1f} / {100 * series['top10']:.1f}" if series else "-"
 
 
 # ----------------------------------------------------------------------------- the ``medllm eval`` section

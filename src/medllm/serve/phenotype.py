@@ -26,8 +26,10 @@ from medllm.data.phenopackets import parse_phenopacket
 from medllm.phenotype.explain import TermMatch, confidences
 from medllm.phenotype.findings import recognise
 from medllm.phenotype.kb import KnowledgeBase
+from medllm.phenotype.merge import word_key
 from medllm.phenotype.rank import CaseTerms, Ranker, case_scores, case_terms, ranking
 from medllm.phenotype.rerank import case_vignette, score_case, top_candidates
+from medllm.phenotype.series import series_name
 from medllm.prompts import build_messages
 from medllm.safety import RedFlag
 from medllm.serve.backends import BackendError
@@ -244,6 +246,28 @@ def rank_findings(
     differential = [_diagnosis(state, terms, scores, probability, j, int(rank[j]), emergencies.get(j)) for j in shown]
     used = "phenotype" if fused is None else "fused"
     return differential, float(scores.max()), bool(np.ptp(scores) > 0), used
+
+
+def mark_series(differential: list[Diagnosis]) -> tuple[list[Diagnosis], list[str]]:
+    """The differential with ``series`` set where two or more entries are numbered subtypes of one series, and a
+    line per such series for the clinician."""
+    stems = [series_name(d.name) for d in differential]
+    members: dict[str, list[int]] = {}
+    for i, stem in enumerate(stems):
+        if stem:
+            members.setdefault(word_key(stem), []).append(i)
+    shared = [group for group in members.values() if len(group) > 1]
+    marked, notes = list(differential), []
+    for group in shared:
+        stem = stems[group[0]]
+        for i in group:
+            marked[i] = differential[i].model_copy(update={"series": stem})
+        ranks = ", ".join(str(differential[i].rank) for i in group)
+        notes.append(
+            f"{stem}: {len(group)} numbered subtypes in this list (ranks {ranks}). Subtypes of one series differ "
+            "by gene more than by findings; genetic testing tells them apart."
+        )
+    return marked, notes
 
 
 def model_rationale(

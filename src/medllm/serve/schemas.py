@@ -139,6 +139,9 @@ class Diagnosis(BaseModel):
     score: float | None = Field(None, description="the phenotype ranker's score, its pretest prior included")
     rationale: str
     red_flag: str | None = Field(None, description="the red-flag rule whose emergency this disease is, when it fired")
+    series: str | None = Field(
+        None, description="the numbered subtype series it shares with other entries of this differential"
+    )
     evidence: list[Evidence] = Field(default_factory=list, description="text matches (retrieval ranking only)")
     term_evidence: list[TermEvidence] = Field(default_factory=list, description="the findings' term matches")
 

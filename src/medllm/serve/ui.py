@@ -205,6 +205,7 @@ def _differential_table(differential: list[dict]) -> None:
                 "ICD-10": d["icd10"] or "",
                 "confidence": d["confidence"],
                 "source": d["disease_id"],
+                "subtype series": d.get("series") or "",
             }
             for d in differential
         ]

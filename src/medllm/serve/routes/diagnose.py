@@ -77,10 +77,11 @@ def _ranked(case: phenotype.PhenotypeCase, top_k: int, state: ServeState, flags:
     """Every disease of the knowledge base ranked from the findings, each flag's emergency named in it; the
     model's text as the rationale only."""
     differential, top_score, separated, used = phenotype.rank_findings(state, case, top_k, flags)
+    differential, series_notes = phenotype.mark_series(differential)
     rationale, n_tokens, problem = phenotype.model_rationale(state, case, differential)
     unavailable = f"The model is unavailable ({problem}): the differential is the phenotype ranking alone."
     low = _confidence_notes(top_score, separated, state.config.phenotype.low_confidence_below)
-    notes = ([unavailable] if problem else []) + low
+    notes = ([unavailable] if problem else []) + low + series_notes
     if state.fusion is not None and used != "fused":
         note = SCORING_FAILED if state.reranks else NO_SCORING
         notes.insert(0, note.format(backend=state.config.serve.backend))
