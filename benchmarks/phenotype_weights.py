@@ -45,6 +45,7 @@ from sklearn.model_selection import GroupKFold
 
 from medllm.config import PhenotypeConfig
 from medllm.data.phenopackets import load_phenopackets, split_by_disease
+from medllm.eval.phenopackets import rank_metrics
 from medllm.io import atomic_write_json
 from medllm.markdown import table
 from medllm.phenotype.kb import load_knowledge_base
@@ -97,10 +98,6 @@ def reranked(x: np.ndarray, target: np.ndarray, base_rank: np.ndarray, w: np.nda
     return ranks
 
 
-def metrics(ranks: np.ndarray) -> dict[str, float]:
-    return {**{f"top{k}": float(np.mean(ranks <= k)) for k in (1, 3, 10)}, "mrr": float(np.mean(1 / ranks))}
-
-
 def cross_validate(x, target, base_rank, groups, l2: float, folds: int) -> np.ndarray:
     """Each case's rank under weights fitted on the folds without its disease."""
     ranks = np.empty_like(base_rank)
@@ -134,10 +131,10 @@ def main() -> None:
 
     settings = vars(args) | {"sample": str(args.sample), "out": str(args.out)}
     rows, report = [], {"platform": platform.platform(), "n": len(cases), "args": settings}
-    report["cv"] = {"score alone (no fit)": metrics(base_rank)}
+    report["cv"] = {"score alone (no fit)": rank_metrics(base_rank)}
     for name, chosen in FEATURE_SETS.items():
         cols = [FEATURES.index(f) for f in chosen]
-        report["cv"][name] = metrics(cross_validate(z[:, :, cols], target, base_rank, groups, args.l2, args.folds))
+        report["cv"][name] = rank_metrics(cross_validate(z[:, :, cols], target, base_rank, groups, args.l2, args.folds))
     for name, m in report["cv"].items():
         rows.append([name, *(f"{100 * m[k]:.1f}" for k in ("top1", "top3", "top10", "mrr"))])
     print(f"\n## dev, {args.folds}-fold cross-validation grouped by disease (n = {len(cases)})\n")

@@ -103,7 +103,7 @@ def evaluate_cases(
     return results
 
 
-def _metrics(ranks: np.ndarray) -> dict[str, float]:
+def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
     out = {f"top{k}": float(np.mean(ranks <= k)) for k in TOP_K}
     out["mrr"] = float(np.mean(1.0 / ranks))
     return out
@@ -117,7 +117,7 @@ def _bootstrap(ranks: np.ndarray, groups: np.ndarray, n_boot: int, seed: int) ->
     draws: dict[str, list[float]] = {}
     for _ in range(n_boot):
         picked = np.concatenate([members[g] for g in rng.integers(0, len(keys), len(keys))])
-        for name, value in _metrics(ranks[picked]).items():
+        for name, value in rank_metrics(ranks[picked]).items():
             draws.setdefault(name, []).append(value)
     return {name: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for name, v in draws.items()}
 
@@ -129,15 +129,15 @@ def summarise(results: list[CaseResult], n_boot: int = 1000, seed: int = 0) -> d
     if n == 0:
         return {"n": 0}
     groups = np.array([r.disease for r in results])
-    out: dict = {"n": n, "diseases": len(set(groups.tolist())), **_metrics(ranks)}
+    out: dict = {"n": n, "diseases": len(set(groups.tolist())), **rank_metrics(ranks)}
     out["wilson"] = {f"top{k}": wilson_interval(int(np.sum(ranks <= k)), n) for k in TOP_K}
     out["bootstrap"] = _bootstrap(ranks, groups, n_boot, seed) if n_boot else {}
     out["coverage"] = float(np.mean(np.isfinite(ranks)))
     covered = ranks[np.isfinite(ranks)]
-    out["covered"] = _metrics(covered) if len(covered) else {}
+    out["covered"] = rank_metrics(covered) if len(covered) else {}
     series = np.array([r.series_rank for r in results], dtype=float)
     if not np.isnan(series).any():  # a sibling subtype first counts as a hit at the series level
-        out["series"] = _metrics(series)
+        out["series"] = rank_metrics(series)
     ms = np.array([r.seconds for r in results]) * 1000
     out["ms_median"], out["ms_p95"] = float(np.median(ms)), float(np.percentile(ms, 95))
     out["unknown_terms"] = int(sum(r.unknown_terms for r in results))

@@ -104,9 +104,10 @@ class PhenomizerRanker:
             total += block[:, cols].max(axis=1)
         return total / len(observed)
 
-    def disease_to_case(self, observed: np.ndarray) -> np.ndarray:
-        """Mean over each disease's terms of their best Resnik match in the case."""
-        union = np.unique(self.kb.closure[observed].indices)
+    def disease_to_case(self, observed: np.ndarray, union: np.ndarray | None = None) -> np.ndarray:
+        """Mean over each disease's terms of their best Resnik match in the case (``union``: the case's terms and
+        their ancestors, when the caller has them)."""
+        union = np.unique(self.kb.closure[observed].indices) if union is None else union
         best = self.closure_csc[:, union].multiply(self.ic[union]).tocsr().max(axis=1)
         best = np.asarray(best.toarray()).ravel()
         return np.asarray(self.direct @ best).ravel() / self.n_direct
@@ -134,9 +135,9 @@ class PhenomizerRanker:
         union = np.unique(self.kb.closure[observed].indices)
         total = self._case_to_disease(observed, union)
         if self.mode == "funsimavg":
-            total = (total + self.disease_to_case(observed)) / 2
+            total = (total + self.disease_to_case(observed, union)) / 2
         elif self.params.reverse_weight:
-            total = total + self.params.reverse_weight * self.disease_to_case(observed)
+            total = total + self.params.reverse_weight * self.disease_to_case(observed, union)
         if self.params.exact_weight:
             total = total + self.params.exact_weight * self.exact_fraction(observed)
         return total + self.prior + self.excluded_shift(np.asarray(excluded, dtype=np.int64), len(observed))

@@ -26,10 +26,9 @@ from medllm.data.phenopackets import parse_phenopacket
 from medllm.phenotype.explain import TermMatch, confidences
 from medllm.phenotype.findings import recognise
 from medllm.phenotype.kb import KnowledgeBase
-from medllm.phenotype.merge import word_key
 from medllm.phenotype.rank import CaseTerms, Ranker, case_scores, case_terms, ranking
 from medllm.phenotype.rerank import case_vignette, score_case, top_candidates
-from medllm.phenotype.series import series_name
+from medllm.phenotype.series import series_groups, series_name
 from medllm.prompts import build_messages
 from medllm.safety import RedFlag
 from medllm.serve.backends import BackendError
@@ -251,20 +250,18 @@ def rank_findings(
 def mark_series(differential: list[Diagnosis]) -> tuple[list[Diagnosis], list[str]]:
     """The differential with ``series`` set where two or more entries are numbered subtypes of one series, and a
     line per such series for the clinician."""
-    stems = [series_name(d.name) for d in differential]
-    members: dict[str, list[int]] = {}
-    for i, stem in enumerate(stems):
-        if stem:
-            members.setdefault(word_key(stem), []).append(i)
-    shared = [group for group in members.values() if len(group) > 1]
+    groups = series_groups(np.array([d.name for d in differential], dtype=object))
     marked, notes = list(differential), []
-    for group in shared:
-        stem = stems[group[0]]
-        for i in group:
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        if len(members) < 2:
+            continue
+        stem = series_name(differential[members[0]].name)
+        for i in members:
             marked[i] = differential[i].model_copy(update={"series": stem})
-        ranks = ", ".join(str(differential[i].rank) for i in group)
+        ranks = ", ".join(str(differential[i].rank) for i in members)
         notes.append(
-            f"{stem}: {len(group)} numbered subtypes in this list (ranks {ranks}). Subtypes of one series differ "
+            f"{stem}: {len(members)} numbered subtypes in this list (ranks {ranks}). Subtypes of one series differ "
             "by gene more than by findings; genetic testing tells them apart."
         )
     return marked, notes
